@@ -1,0 +1,207 @@
+"""ActorHost: one Ray actor process that runs many virtual actors.
+
+Calls from gateways arrive as ``call(kind, id, method, arg)`` and answer with
+plain values (``{"ok": …}`` or ``{"err": {code, message}}``) so no traceback
+crosses a process. Fan-out leaves through one ordered sender per peer host and
+reaches each gateway replica through ``stream(replica_id)``, an async generator
+the replica iterates: per event, O(hosts + replicas) Ray calls, never O(members).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import ray
+
+from raychat.clock import SystemClock
+from raychat.config import Settings
+from raychat.errors import ChatError, Internal
+from storage.mongo import MongoStores
+from storage.redis_store import RedisPresence
+
+from .conversation import ConversationActor
+from .conversation_state import SendCommand
+from .env import ActorEnv
+from .events import event_frame
+from .outbox import Outbox
+from .placement import group_by_owner, host_names
+from .registry import PassivationReason, Registry
+from .session import SessionActor
+
+log = logging.getLogger("raychat.host")
+
+_HEARTBEAT_S = 15.0          # an empty batch on an idle stream, so a replica notices a dead host
+_OUTBOX_CAPACITY = 100_000
+
+
+class ActorHost:
+    def __init__(self, name: str, settings: dict[str, Any]):
+        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        self.name = name
+        self.settings = Settings.from_dict(settings)
+        s = self.settings
+        self.stores = MongoStores(s.mongodb_uri, s.mongodb_db, write_concern=s.write_concern,
+                                  journal=s.write_journal, timeout_ms=s.store_timeout_ms)
+        self.presence = RedisPresence(s.redis_url, timeout_s=s.store_timeout_ms / 1000)
+        self.clock = SystemClock()
+        self.hosts = host_names(s.hosts)
+        self.env = ActorEnv(events=self.stores.events, conversations=self.stores.conversations,
+                            presence=self.presence, clock=self.clock, dedupe_window=s.dedupe_window,
+                            presence_ttl_s=s.presence_ttl_s, fanout=self._fanout)
+        self.registry = Registry({"conv": lambda cid: ConversationActor(cid, self.env),
+                                  "user": lambda uid: SessionActor(uid, self.env)},
+                                 self.clock, idle_after_s=s.passivate_after_s,
+                                 mailbox_capacity=s.mailbox_capacity)
+        self.outboxes: dict[str, Outbox] = {}
+        self._peers: dict[str, Any] = {}
+        self._peer_queues: dict[str, list] = {}
+        self._peer_wakeups: dict[str, asyncio.Event] = {}
+        self._background: list[asyncio.Task] = []
+        self.ray_calls_out = 0
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._background:
+            return
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._sweeper()), loop.create_task(self._presence_heartbeat())]
+
+    async def ready(self) -> dict[str, Any]:
+        """Answer once the host is up; creates the store indexes (idempotent)."""
+        self._ensure_started()
+        await self.stores.ensure_indexes()
+        return {"name": self.name, "pid": os.getpid()}
+
+    async def stop(self) -> None:
+        await self.registry.passivate_all(PassivationReason.HOST_STOPPING)
+
+    async def _sweeper(self) -> None:
+        period = max(0.05, min(self.settings.passivate_after_s / 2, 5.0))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.registry.sweep()
+            except Exception:
+                log.exception("passivation sweep failed")
+
+    async def _presence_heartbeat(self) -> None:
+        ttl = self.settings.presence_ttl_s
+        while True:
+            await asyncio.sleep(ttl / 3)
+            uids = [a.uid for a in self.registry.actors("user") if a.connections]
+            if uids:
+                try:
+                    await self.presence.refresh(uids, ttl)
+                except Exception as exc:
+                    log.warning("presence heartbeat failed: %r", exc)
+
+    # ---- calls from gateways ---------------------------------------------------------
+    async def call(self, kind: str, ident: str, method: str, arg: Any = None) -> dict[str, Any]:
+        self._ensure_started()
+        try:
+            return {"ok": await self.registry.call(kind, ident, method, arg)}
+        except ChatError as exc:
+            return {"err": exc.to_dict()}
+        except Exception:
+            log.exception("call %s %s.%s failed", kind, ident, method)
+            return {"err": Internal("internal error").to_dict()}
+
+    async def send(self, cid: str, cmd: SendCommand) -> dict[str, Any]:
+        return await self.call("conv", cid, "send", cmd)
+
+    async def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": os.getpid(),
+                "conversations": self.registry.count("conv"), "sessions": self.registry.count("user"),
+                "activations": self.registry.activations, "passivations": self.registry.passivations,
+                "mailbox_depth": self.registry.mailbox_depth(), "ray_calls_out": self.ray_calls_out,
+                "outboxes": {r: len(o.items) for r, o in self.outboxes.items()}}
+
+    async def sweep_now(self) -> int:
+        """Passivate idle actors at once (operators and benchmarks)."""
+        return len(await self.registry.sweep())
+
+    # ---- fan-out ---------------------------------------------------------------------
+    def _fanout(self, members: frozenset[str], events: list[dict]) -> None:
+        frames = [(ev["conversation_id"], ev["seq"], event_frame(ev)) for ev in events]
+        for host, uids in group_by_owner("user", members, self.hosts).items():
+            if host == self.name:
+                self._deliver_local([(uids, frames)])
+            else:
+                self._peer_queues.setdefault(host, []).append((uids, frames))
+                wake = self._peer_wakeups.get(host)
+                if wake is None:
+                    wake = self._peer_wakeups[host] = asyncio.Event()
+                    asyncio.get_running_loop().create_task(self._peer_sender(host, wake))
+                wake.set()
+
+    async def _peer_sender(self, host: str, wake: asyncio.Event) -> None:
+        """One ordered stream of deliveries to one peer: all queued work goes in one call."""
+        while True:
+            await wake.wait()
+            wake.clear()
+            batch, self._peer_queues[host] = self._peer_queues.get(host, []), []
+            if not batch:
+                continue
+            try:
+                peer = self._peers.get(host) or self._resolve(host)
+                self.ray_calls_out += 1
+                await peer.deliver.remote(batch)
+            except Exception as exc:  # the peer is restarting; its sockets resync from the store
+                self._peers.pop(host, None)
+                log.warning("delivery to %s failed: %r", host, exc)
+
+    def _resolve(self, host: str):
+        handle = ray.get_actor(host, namespace=self.settings.namespace)
+        self._peers[host] = handle
+        return handle
+
+    async def deliver(self, batch: list[tuple[list[str], list[tuple[str, int, str]]]]) -> None:
+        self._deliver_local(batch)
+
+    def _deliver_local(self, batch) -> None:
+        for uids, frames in batch:
+            by_replica: dict[str, list[str]] = {}
+            for uid in uids:
+                session = self.registry.peek("user", uid)
+                if session is None:
+                    continue
+                for replica, sockets in session.connections.items():
+                    by_replica.setdefault(replica, []).extend(sockets)
+            for replica, sockets in by_replica.items():
+                box = self._outbox(replica)
+                sids = tuple(sockets)
+                for cid, seq, frame in frames:
+                    box.push((sids, cid, seq, frame))
+
+    def _outbox(self, replica_id: str) -> Outbox:
+        box = self.outboxes.get(replica_id)
+        if box is None:
+            box = self.outboxes[replica_id] = Outbox(_OUTBOX_CAPACITY)
+        return box
+
+    async def stream(self, replica_id: str):
+        """Yield batches of (socket_ids, cid, seq, frame) for one gateway replica, forever."""
+        self._ensure_started()
+        box = self._outbox(replica_id)
+        box.generation += 1
+        mine = box.generation
+        try:
+            yield []   # tells the subscriber it is attached
+            while True:
+                if not box.items:
+                    try:
+                        await asyncio.wait_for(box.wakeup.wait(), _HEARTBEAT_S)
+                    except asyncio.TimeoutError:
+                        yield []
+                        continue
+                yield box.take()
+        finally:
+            if box.generation == mine:   # not re-subscribed meanwhile: the replica is gone
+                self.outboxes.pop(replica_id, None)
+                for session in self.registry.actors("user"):
+                    if replica_id in session.connections:
+                        asyncio.get_running_loop().create_task(
+                            self.registry.call("user", session.uid, "drop_replica", replica_id))

@@ -1,0 +1,36 @@
+"""Which host owns a key: rendezvous (highest-random-weight) hashing.
+
+Every process computes the same owner from the same host list, with no
+coordination; when a host joins or leaves, only the keys it wins or held move.
+Python's hash() is salted per process, so a stable digest is used instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Sequence
+
+Key = tuple[str, str]  # ("conv", cid) or ("user", uid)
+
+
+def _weight(host: str, key: Key) -> int:
+    digest = hashlib.blake2b(f"{host}\x00{key[0]}\x00{key[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner(key: Key, hosts: Sequence[str]) -> str:
+    if not hosts:
+        raise LookupError("no actor hosts are registered")
+    return max(hosts, key=lambda h: _weight(h, key))
+
+
+def group_by_owner(kind: str, ids: Iterable[str], hosts: Sequence[str]) -> dict[str, list[str]]:
+    """Split ids of one kind by their owning host: one entry per host, for one call each."""
+    out: dict[str, list[str]] = {}
+    for i in ids:
+        out.setdefault(owner((kind, i), hosts), []).append(i)
+    return out
+
+
+def host_names(count: int) -> list[str]:
+    return [f"raychat-host-{i}" for i in range(count)]

@@ -1,0 +1,56 @@
+"""Builds the gateway's ASGI app and the per-replica context it runs on."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, WebSocket
+
+from raychat.clock import SystemClock
+from raychat.config import Settings
+
+from . import http, http_errors
+from .context import Context, context
+from .hub import Hub
+from .passwords import PasswordHasher
+from .router import HostRouter
+from .service import ChatService
+from .tokens import TokenIssuer
+from .ws import Session
+
+log = logging.getLogger(__name__)
+
+
+def build_context(settings: Settings) -> Context:
+    """Connect to the stores and hosts (starting the hosts if this is the first replica)."""
+    from storage.mongo import MongoStores
+    from storage.redis_store import RedisPresence
+
+    if not settings.mongodb_uri or not settings.redis_url or not settings.jwt_secret:
+        raise ValueError("the gateway needs RAYCHAT_MONGODB_URI, RAYCHAT_REDIS_URL and RAYCHAT_JWT_SECRET "
+                         "(`raychat up` fills them in for the embedded default)")
+    clock = SystemClock()
+    stores = MongoStores(settings.mongodb_uri, settings.mongodb_db, write_concern=settings.write_concern,
+                         journal=settings.write_journal, timeout_ms=settings.store_timeout_ms)
+    presence = RedisPresence(settings.redis_url, timeout_s=settings.store_timeout_ms / 1000)
+    router = HostRouter(settings)
+    router.wait_ready()
+    tokens = TokenIssuer(settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience,
+                         settings.access_token_ttl_s, clock)
+    service = ChatService(settings, stores, presence, router, tokens, PasswordHasher(), clock)
+    return Context(settings, stores, presence, router, Hub(router), service)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="raychat", version="1", docs_url=None, redoc_url=None)
+    http_errors.install(app)
+    app.include_router(http.router)
+
+    @app.websocket("/v1/ws")
+    async def websocket(ws: WebSocket):
+        ctx = context()
+        ctx.hub.start()
+        await Session(ws, ctx).run()
+
+    app.add_middleware(http_errors.BodyLimit, max_bytes=lambda: context().settings.max_http_body_bytes)
+    return app

@@ -1,0 +1,39 @@
+"""The per-replica context the routes run on: settings, stores, the host router, the hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from raychat.config import Settings
+from raychat.errors import Unavailable
+
+from .hub import Hub
+from .router import HostRouter
+from .service import ChatService
+
+
+@dataclass
+class Context:
+    settings: Settings
+    stores: Any
+    presence: Any
+    router: HostRouter
+    hub: Hub
+    service: ChatService
+
+
+_current: Context | None = None
+
+
+def set_context(ctx: Context) -> None:
+    """One context per replica process. Serve rebuilds the ingress app it is given, so the
+    context cannot ride on ``app.state``: routes find it here."""
+    global _current
+    _current = ctx
+
+
+def context() -> Context:
+    if _current is None:
+        raise Unavailable("gateway is starting")
+    return _current

@@ -1,0 +1,88 @@
+"""Client WebSocket frames (PROTOCOL.md, "WebSocket"): parsing and validation.
+
+``parse_frame`` turns one text frame into a typed model or raises a ChatError
+whose message names the offending field. Unknown fields are ignored, so a
+forged ``sender_id`` or ``seq`` in a frame never reaches the actors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from raychat.errors import Invalid
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    since: dict[Id, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=1000)
+
+
+class Send(_Frame):
+    type: Literal["send"]
+    conversation_id: Id
+    client_msg_id: Id
+    body: str
+    attachments: list[Id] = Field(default_factory=list, max_length=10)
+    reply_to: Annotated[int, Field(ge=1)] | None = None
+
+
+class Sync(_Frame):
+    type: Literal["sync"]
+    conversation_id: Id
+    after_seq: Annotated[int, Field(ge=0)] = 0
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[Union[Hello, Send, Sync, Ping], Field(discriminator="type")]
+_adapter = TypeAdapter(ClientFrame)
+KNOWN_TYPES = ("hello", "send", "sync", "ping")
+
+
+class NotJson(Exception):
+    """The frame is not a JSON object: the socket is closed with 1007."""
+
+
+def load(text: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise NotJson(str(exc)) from None
+    if not isinstance(obj, dict):
+        raise NotJson("a frame must be a JSON object")
+    return obj
+
+
+def parse_frame(obj: dict):
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise Invalid("type: missing or not a string")
+    if kind not in KNOWN_TYPES:
+        raise Invalid(f"type: unknown frame type {kind[:40]!r}")
+    try:
+        return _adapter.validate_python(obj)
+    except ValidationError as exc:
+        raise Invalid(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """'field: problem' for the first error, the way every error message names its field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("body",)) or "body"
+    # A tagged union prefixes the tag to the location; the client knows its own frame type.
+    parts = loc.split(".", 1)
+    if len(parts) == 2 and parts[0] in KNOWN_TYPES:
+        loc = parts[1]
+    return f"{loc}: {err['msg']}"

@@ -1,0 +1,105 @@
+"""Every HTTP error leaves in PROTOCOL.md's shape: {code, message, retry_after_ms?}.
+
+Schema errors name their field; unknown routes are not_found; anything
+unexpected is logged and answered ``internal`` without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from raychat.errors import ChatError, Internal, Invalid, NotFound, TooLarge, Unauthorized
+
+log = logging.getLogger(__name__)
+
+_BY_STATUS = {400: Invalid, 401: Unauthorized, 404: NotFound, 413: TooLarge}
+
+
+def error_response(exc: ChatError, status: int | None = None) -> JSONResponse:
+    headers = {}
+    if exc.retry_after_ms is not None:
+        headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))
+    body = exc.to_dict()
+    body.pop("ref", None)
+    return JSONResponse(body, status_code=status or exc.http_status, headers=headers)
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    if err.get("type") == "json_invalid":
+        return "body: not valid JSON"
+    return f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ChatError)
+    async def _chat(request: Request, exc: ChatError):
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return error_response(Invalid(describe_validation(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        cls = _BY_STATUS.get(exc.status_code, Invalid)
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return error_response(cls(message), status=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(Internal("internal error"))
+
+
+class BodyLimit:
+    """ASGI middleware: HTTP bodies over the limit get 413 before a handler reads them."""
+
+    def __init__(self, app, max_bytes):
+        self.app = app
+        self._max_bytes = max_bytes   # an int, or a callable read per request (settings arrive later)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes() if callable(self._max_bytes) else self._max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    return await self._reject(scope, receive, send)
+        seen = 0
+        messages = []
+        # Bodies are small (the limit is at most a few hundred KiB), so read them whole and
+        # replay; this also catches chunked bodies that never declared a length.
+        while True:
+            msg = await receive()
+            messages.append(msg)
+            if msg["type"] != "http.request":
+                break
+            seen += len(msg.get("body", b""))
+            if seen > self.max_bytes:
+                return await self._reject(scope, receive, send)
+            if not msg.get("more_body"):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _reject(self, scope, receive, send):
+        resp = error_response(TooLarge(f"request body over {self.max_bytes} bytes"))
+        await resp(scope, receive, send)

@@ -1,0 +1,61 @@
+from actors.conversation_state import ConversationState, DedupeWindow, SendCommand, content_digest
+from raychat.errors import Conflict, Forbidden, Invalid
+
+
+def state(last_seq=0):
+    return ConversationState("c1", "group", frozenset({"a", "b"}), last_seq, dedupe_capacity=4)
+
+
+def cmd(sender="a", cmid="k1", body="hi", reply_to=None):
+    return SendCommand(sender, cmid, body, (), reply_to)
+
+
+def test_non_member_is_forbidden():
+    adm = state().admit(cmd(sender="z"))
+    assert isinstance(adm.error, Forbidden)
+
+
+def test_new_message_is_admitted_and_numbered_without_gaps():
+    s = state(last_seq=7)
+    events = s.build([cmd(cmid="k1"), cmd(cmid="k2"), cmd(sender="b", cmid="k1")], s.last_seq + 1, "t")
+    assert [e["seq"] for e in events] == [8, 9, 10]
+    assert [e["kind"] for e in events] == ["message"] * 3
+
+
+def test_retry_with_same_content_returns_the_stored_event():
+    s = state()
+    ev = s.build([cmd()], 1, "t")[0]
+    s.remember(ev)
+    s.last_seq = 1
+    assert s.admit(cmd()).event is ev
+
+
+def test_same_id_with_other_content_is_conflict():
+    s = state()
+    s.remember(s.build([cmd()], 1, "t")[0])
+    assert isinstance(s.admit(cmd(body="other")).error, Conflict)
+
+
+def test_ids_are_per_sender():
+    s = state()
+    s.remember(s.build([cmd(sender="a")], 1, "t")[0])
+    assert s.admit(cmd(sender="b")).new is not None
+
+
+def test_reply_to_must_name_an_existing_seq():
+    s = state(last_seq=3)
+    assert s.admit(cmd(reply_to=3)).new is not None
+    assert isinstance(s.admit(cmd(reply_to=4)).error, Invalid)
+
+
+def test_dedupe_window_forgets_the_oldest_first():
+    w = DedupeWindow(2)
+    w.put(("a", "1"), "d", {})
+    w.put(("a", "2"), "d", {})
+    w.put(("a", "3"), "d", {})
+    assert w.get(("a", "1")) is None and w.get(("a", "3")) is not None and len(w) == 2
+
+
+def test_digest_tells_content_apart():
+    assert content_digest("x", [], None) == content_digest("x", (), None)
+    assert content_digest("x", [], None) != content_digest("x", [], 1)

@@ -1,0 +1,107 @@
+"""A small protocol client for the end-to-end tests: HTTP with httpx, WebSocket with websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import websockets
+
+
+@dataclass
+class User:
+    user_id: str
+    username: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def register(http: httpx.AsyncClient, prefix: str = "u") -> User:
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    r = await http.post("/v1/auth/register", json={"username": name, "password": "correct horse battery"})
+    assert r.status_code == 201, r.text
+    r = await http.post("/v1/auth/login", json={"username": name, "password": "correct horse battery"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return User(body["user_id"], name, body["access_token"])
+
+
+async def create_group(http: httpx.AsyncClient, owner: User, members: list[User], title: str = "g") -> str:
+    r = await http.post("/v1/conversations", headers=owner.auth,
+                        json={"kind": "group", "title": title, "members": [m.user_id for m in members]})
+    assert r.status_code == 201, r.text
+    return r.json()["conversation_id"]
+
+
+@dataclass
+class Socket:
+    """One WebSocket: collects events per conversation, acks by client_msg_id, other frames in order."""
+    ws: websockets.ClientConnection
+    welcome: dict
+    events: dict[str, list[int]] = field(default_factory=dict)
+    bodies: dict[tuple[str, int], str] = field(default_factory=dict)
+    acks: dict[str, dict] = field(default_factory=dict)
+    errors: list[dict] = field(default_factory=list)
+    frames: list[dict] = field(default_factory=list)
+    _reader: asyncio.Task | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_code: int | None = None
+
+    @classmethod
+    async def open(cls, ws_url: str, user: User, since: dict[str, int] | None = None) -> "Socket":
+        ws = await websockets.connect(ws_url + "/v1/ws", max_size=2**22)
+        hello = {"type": "hello", "token": user.token}
+        if since:
+            hello["since"] = since
+        await ws.send(json.dumps(hello))
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert welcome["type"] == "welcome", welcome
+        sock = cls(ws, welcome)
+        sock._reader = asyncio.get_running_loop().create_task(sock._read())
+        return sock
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                f = json.loads(raw)
+                self.frames.append(f)
+                if f["type"] == "event":
+                    self.events.setdefault(f["conversation_id"], []).append(f["seq"])
+                    self.bodies[(f["conversation_id"], f["seq"])] = f.get("body")
+                elif f["type"] == "ack":
+                    self.acks[f["client_msg_id"]] = f
+                elif f["type"] == "error":
+                    self.errors.append(f)
+                self._changed.set()
+        except websockets.ConnectionClosed as exc:
+            self.close_code = exc.rcvd.code if exc.rcvd else 1006
+        finally:
+            self._changed.set()
+
+    async def send(self, cid: str, body: str, cmid: str | None = None) -> str:
+        cmid = cmid or uuid.uuid4().hex
+        await self.ws.send(json.dumps({"type": "send", "conversation_id": cid, "client_msg_id": cmid, "body": body}))
+        return cmid
+
+    async def wait_for(self, predicate, timeout: float = 20.0) -> None:
+        async def loop():
+            while not predicate():
+                self._changed.clear()
+                if self._reader.done() and not predicate():
+                    raise AssertionError(f"socket closed ({self.close_code}) before the condition held")
+                await self._changed.wait()
+        await asyncio.wait_for(loop(), timeout)
+
+    def deduped(self, cid: str) -> list[int]:
+        return sorted(set(self.events.get(cid, [])))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader:
+            await asyncio.wait([self._reader], timeout=5)
