@@ -80,7 +80,7 @@ def parse_frame(obj: dict):
 def describe(exc: ValidationError) -> str:
     """'field: problem' for the first error, the way every error message names its field."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p not in ("body",)) or "body"
+    loc = ".".join(str(p) for p in err["loc"]) or "frame"
     # A tagged union prefixes the tag to the location; the client knows its own frame type.
     parts = loc.split(".", 1)
     if len(parts) == 2 and parts[0] in KNOWN_TYPES:

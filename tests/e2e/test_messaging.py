@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from .client import Socket, create_group, register
+from tests.chat_client import Socket, create_group, register
 
 pytestmark = pytest.mark.e2e
 

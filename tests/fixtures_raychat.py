@@ -26,7 +26,7 @@ def raychat(mongo_server, redis_server, tmp_path_factory):
     port = free_port()
     settings = Settings(mongodb_uri=mongo_server.uri, redis_url=redis_server.uri,
                         mongodb_db=f"e2e_{os.getpid()}", jwt_secret="e2e-secret-" + "x" * 40,
-                        data_dir=data_dir, hosts=2, passivate_after_s=30, store_timeout_ms=2000,
+                        data_dir=data_dir, hosts=2, passivate_after_s=30, store_timeout_ms=2000, hello_timeout_s=2,
                         namespace=f"raychat-test-{os.getpid()}")
     ray.init(num_cpus=2, include_dashboard=False, namespace=settings.namespace,
              runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}}, log_to_driver=False)

@@ -105,3 +105,52 @@ class Socket:
         await self.ws.close()
         if self._reader:
             await asyncio.wait([self._reader], timeout=5)
+
+
+class RetryingSender:
+    """Sends through a Socket and retries, with the same client_msg_id, whatever was not acked:
+    on a retryable error frame at once (after a short pause), and on silence after ``resend_after``."""
+
+    RETRYABLE = {"unavailable", "rate_limited", "internal"}
+
+    def __init__(self, sock: Socket, cid: str, resend_after: float = 3.0):
+        self.sock, self.cid, self.resend_after = sock, cid, resend_after
+        self.pending: dict[str, tuple[str, float]] = {}
+        self.sent = 0
+        self.retried = 0
+        self._seen_errors = 0
+
+    async def send(self, body: str) -> str:
+        cmid = uuid.uuid4().hex
+        self.pending[cmid] = (body, asyncio.get_running_loop().time())
+        self.sent += 1
+        await self.sock.send(self.cid, body, cmid=cmid)
+        return cmid
+
+    async def pump(self) -> None:
+        """One round: drop what was acked, resend what failed or timed out."""
+        loop = asyncio.get_running_loop()
+        for cmid in [k for k in self.pending if k in self.sock.acks]:
+            del self.pending[cmid]
+        failed = set()
+        for err in self.sock.errors[self._seen_errors:]:
+            if err.get("ref") in self.pending:
+                assert err["code"] in self.RETRYABLE, err
+                failed.add(err["ref"])
+        self._seen_errors = len(self.sock.errors)
+        for cmid, (body, at) in list(self.pending.items()):
+            if cmid in failed or loop.time() - at > self.resend_after:
+                self.pending[cmid] = (body, loop.time())
+                self.retried += 1
+                await self.sock.send(self.cid, body, cmid=cmid)
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            await self.pump()
+            if not self.pending:
+                return
+            if loop.time() > end:
+                raise AssertionError(f"{len(self.pending)} sends never acked")
+            await asyncio.sleep(0.1)

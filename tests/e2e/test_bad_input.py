@@ -1,0 +1,255 @@
+"""Bad input on every route and frame type: the documented error or close code, never a 500,
+and the server keeps serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from raychat.clock import FakeClock
+from gateway.tokens import TokenIssuer
+from tests.chat_client import Socket, create_group, register
+
+pytestmark = pytest.mark.e2e
+
+
+async def _raw(raychat, first: str | bytes | None = None, headers=None):
+    ws = await websockets.connect(raychat.ws_url + "/v1/ws", max_size=2**24, additional_headers=headers)
+    if first is not None:
+        await ws.send(first)
+    return ws
+
+
+async def _close_code(ws, timeout=10) -> int:
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else 1006
+
+
+async def _next_of(ws, kind: str, timeout=10) -> dict:
+    while True:
+        f = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if f["type"] == kind:
+            return f
+
+
+@pytest.fixture
+async def live(raychat, http):
+    """A member with an open, authenticated socket and a conversation."""
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    ws = await _raw(raychat, json.dumps({"type": "hello", "token": a.token}))
+    assert (await _next_of(ws, "welcome"))["user_id"] == a.user_id
+    yield a, b, cid, ws
+    await ws.close()
+
+
+# ---- WebSocket: before hello ---------------------------------------------------------------
+async def test_no_hello_in_time_closes_1008(raychat):
+    ws = await _raw(raychat)
+    assert await _close_code(ws, timeout=raychat.settings.hello_timeout_s + 5) == 1008
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", ""])
+async def test_bad_token_closes_1008(raychat, token):
+    ws = await _raw(raychat, json.dumps({"type": "hello", "token": token}))
+    assert await _close_code(ws) == 1008
+
+
+async def test_forged_token_closes_1008(raychat, http):
+    a = await register(http)
+    forged = TokenIssuer("another-secret-" + "y" * 40, "raychat", "raychat", 900, FakeClock(2e9)).issue(a.user_id)[0]
+    ws = await _raw(raychat, json.dumps({"type": "hello", "token": forged}))
+    assert await _close_code(ws) == 1008
+
+
+async def test_expired_token_closes_1008(raychat, http):
+    a = await register(http)
+    expired = TokenIssuer(raychat.settings.jwt_secret, "raychat", "raychat", 60, FakeClock(1_600_000_000)).issue(a.user_id)[0]
+    ws = await _raw(raychat, json.dumps({"type": "hello", "token": expired}))
+    assert await _close_code(ws) == 1008
+
+
+async def test_first_frame_not_hello_closes_1008(raychat):
+    ws = await _raw(raychat, json.dumps({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": "x"}))
+    assert await _close_code(ws) == 1008
+
+
+async def test_bearer_header_on_handshake_replaces_hello(raychat, http):
+    a = await register(http)
+    ws = await _raw(raychat, headers={"Authorization": f"Bearer {a.token}"})
+    assert (await _next_of(ws, "welcome"))["user_id"] == a.user_id
+    await ws.send('{"type":"ping"}')
+    await _next_of(ws, "pong")
+    await ws.close()
+
+
+# ---- WebSocket: live -------------------------------------------------------------------------
+async def test_malformed_json_closes_1007(live):
+    *_, ws = live
+    await ws.send("{not json")
+    assert await _close_code(ws) == 1007
+
+
+async def test_binary_frame_closes_1003(live):
+    *_, ws = live
+    await ws.send(b"\x00\x01")
+    assert await _close_code(ws) == 1003
+
+
+async def test_frame_over_the_size_limit_closes_1009(raychat, live):
+    *_, cid, ws = live
+    big = json.dumps({"type": "send", "conversation_id": cid, "client_msg_id": "k",
+                      "body": "x" * (raychat.settings.max_frame_bytes + 10)})
+    await ws.send(big)
+    assert await _close_code(ws) == 1009
+
+
+async def test_unknown_frame_type_is_invalid_and_the_socket_stays(live):
+    *_, ws = live
+    await ws.send('{"type":"launch_rockets"}')
+    err = await _next_of(ws, "error")
+    assert err["code"] == "invalid" and "type" in err["message"]
+    await ws.send('{"type":"ping"}')
+    await _next_of(ws, "pong")
+
+
+@pytest.mark.parametrize("frame,field", [
+    ({"type": "send", "client_msg_id": "k", "body": "x"}, "conversation_id"),
+    ({"type": "send", "conversation_id": "c", "body": "x"}, "client_msg_id"),
+    ({"type": "send", "conversation_id": "c", "client_msg_id": "k"}, "body"),
+    ({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": 5}, "body"),
+    ({"type": "sync", "conversation_id": "c", "after_seq": -1}, "after_seq"),
+    ({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": "x", "reply_to": "z"}, "reply_to"),
+])
+async def test_missing_or_wrong_fields_are_invalid_naming_the_field(live, frame, field):
+    *_, ws = live
+    await ws.send(json.dumps(frame))
+    err = await _next_of(ws, "error")
+    assert err["code"] == "invalid" and err["message"].startswith(field), err
+
+
+async def test_body_over_the_limit_is_too_large_and_nothing_is_stored(raychat, http, live):
+    a, b, cid, ws = live
+    await ws.send(json.dumps({"type": "send", "conversation_id": cid, "client_msg_id": "big",
+                              "body": "é" * (raychat.settings.max_body_bytes // 2 + 1)}))
+    err = await _next_of(ws, "error")
+    assert err["code"] == "too_large" and err["ref"] == "big"
+    r = await http.get(f"/v1/conversations/{cid}/events", headers=a.auth)
+    assert r.json()["last_seq"] == 0
+
+
+async def test_send_to_unknown_conversation_is_not_found(live):
+    *_, ws = live
+    await ws.send(json.dumps({"type": "send", "conversation_id": "c_nope", "client_msg_id": "k1", "body": "x"}))
+    err = await _next_of(ws, "error")
+    assert err["code"] == "not_found" and err["ref"] == "k1"
+
+
+async def test_forged_sender_and_seq_in_a_frame_are_ignored(http, live):
+    a, b, cid, ws = live
+    await ws.send(json.dumps({"type": "send", "conversation_id": cid, "client_msg_id": "f", "body": "x",
+                              "sender_id": b.user_id, "seq": 99}))
+    ack = await _next_of(ws, "ack")
+    assert ack["seq"] == 1
+    ev = (await http.get(f"/v1/conversations/{cid}/events", headers=a.auth)).json()["events"][0]
+    assert ev["sender_id"] == a.user_id and ev["seq"] == 1
+
+
+async def test_repeated_invalid_frames_close_1008(live):
+    *_, ws = live
+    for _ in range(30):
+        try:
+            await ws.send('{"type":"nope"}')
+        except websockets.ConnectionClosed:
+            break
+    assert await _close_code(ws) == 1008
+
+
+async def test_server_stays_up_for_others_after_abuse(raychat, http):
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    for bad in ("{oops", b"\xff\xfe", json.dumps({"type": "hello", "token": "forged"})):
+        ws = await _raw(raychat, bad)
+        await _close_code(ws)
+    sa, sb = await Socket.open(raychat.ws_url, a), await Socket.open(raychat.ws_url, b)
+    await sa.send(cid, "still here")
+    await sb.wait_for(lambda: sb.deduped(cid) == [1])
+    await sa.close(), await sb.close()
+
+
+# ---- HTTP ------------------------------------------------------------------------------------
+async def test_http_malformed_json_is_invalid(http):
+    r = await http.post("/v1/auth/register", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and r.json()["code"] == "invalid"
+
+
+@pytest.mark.parametrize("body,field", [({"password": "longenough"}, "username"),
+                                        ({"username": "abc"}, "password"),
+                                        ({"username": "ab", "password": "longenough"}, "username"),
+                                        ({"username": "okname", "password": "short"}, "password")])
+async def test_http_schema_errors_name_the_field(http, body, field):
+    r = await http.post("/v1/auth/register", json=body)
+    assert r.status_code in (400, 422)
+    assert r.json()["code"] == "invalid" and r.json()["message"].startswith(field), r.text
+
+
+async def test_http_body_over_the_limit_is_413(raychat, http):
+    r = await http.post("/v1/auth/register", content=b"x" * (raychat.settings.max_http_body_bytes + 1),
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "too_large"
+
+
+async def test_http_message_body_over_the_limit_is_too_large(raychat, http):
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    r = await http.post(f"/v1/conversations/{cid}/messages", headers=a.auth,
+                        json={"client_msg_id": "k", "body": "x" * (raychat.settings.max_body_bytes + 1)})
+    assert r.status_code == 413 and r.json()["code"] == "too_large"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer forged.token.here"},
+                                     {"Authorization": "Basic dXNlcjpwYXNz"}])
+async def test_http_without_valid_token_is_401(http, headers):
+    r = await http.get("/v1/conversations", headers=headers)
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+
+
+async def test_unknown_route_is_not_found_in_the_error_shape(http):
+    r = await http.get("/v1/nothing-here")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+async def test_username_taken_is_conflict_and_case_folded(http):
+    a = await register(http)
+    r = await http.post("/v1/auth/register", json={"username": a.username.upper(), "password": "whatever123"})
+    assert r.status_code == 409 and r.json()["code"] == "conflict"
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_401(http):
+    a = await register(http)
+    r1 = await http.post("/v1/auth/login", json={"username": a.username, "password": "wrong-password"})
+    r2 = await http.post("/v1/auth/login", json={"username": "nobody_" + a.username[:10], "password": "wrong-password"})
+    assert r1.status_code == r2.status_code == 401
+    assert r1.json() == r2.json()
+
+
+async def test_reading_another_users_conversation_is_404(http):
+    a, b, c = await register(http), await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    for path in (f"/v1/conversations/{cid}", f"/v1/conversations/{cid}/messages", f"/v1/conversations/{cid}/events"):
+        r = await http.get(path, headers=c.auth)
+        assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+async def test_direct_conversation_with_unknown_user_or_self_is_rejected(http):
+    a = await register(http)
+    r = await http.post("/v1/conversations", headers=a.auth, json={"kind": "direct", "members": ["u_nobody"]})
+    assert r.status_code == 404
+    r = await http.post("/v1/conversations", headers=a.auth, json={"kind": "direct", "members": [a.user_id]})
+    assert r.status_code == 422 and r.json()["code"] == "invalid"

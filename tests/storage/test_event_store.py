@@ -1,0 +1,141 @@
+"""EventStore contract: every adapter subclasses EventStoreContract with an ``events`` fixture."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from storage.errors import DuplicateEvent
+from storage.ports import EventStore
+
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)   # ms precision: stores keep ms
+
+
+def event(seq: int, *, cid: str = "c1", sender: str = "u1", client_msg_id: str | None = None,
+          body: str | None = None) -> dict[str, Any]:
+    return {
+        "conversation_id": cid, "seq": seq, "kind": "message", "sender_id": sender,
+        "client_msg_id": client_msg_id, "body": body if body is not None else f"m{seq}",
+        "attachments": [], "reply_to": None, "created_at": T0,
+    }
+
+
+def seqs(events: list[dict[str, Any]]) -> list[int]:
+    return [e["seq"] for e in events]
+
+
+class EventStoreContract:
+    @pytest.fixture
+    def events(self) -> EventStore:
+        raise NotImplementedError
+
+    async def test_appended_events_read_back_equal(self, events):
+        """What append stores is what read_after returns, field for field, nothing added."""
+        batch = [event(1, client_msg_id="a"), event(2)]
+        await events.append(batch)
+        assert await events.read_after("c1", 0, 10) == batch
+
+    async def test_times_come_back_aware_utc(self, events):
+        await events.append([event(1)])
+        [stored] = await events.read_after("c1", 0, 10)
+        assert stored["created_at"].utcoffset() is not None
+        assert stored["created_at"].utcoffset().total_seconds() == 0
+
+    async def test_append_leaves_callers_dicts_untouched(self, events):
+        batch = [event(1)]
+        await events.append(batch)
+        assert batch == [event(1)]
+
+    async def test_append_of_nothing_is_a_no_op(self, events):
+        await events.append([])
+        assert await events.last_seq("c1") == 0
+
+    async def test_seq_collision_stores_the_prefix_only(self, events):
+        """Events before the refused one are stored; it and the rest are not."""
+        await events.append([event(1), event(2)])
+        with pytest.raises(DuplicateEvent) as refused:
+            await events.append([event(3), event(4), event(2, body="stale owner"), event(5)])
+        assert (refused.value.key, refused.value.index) == ("seq", 2)
+        assert seqs(await events.read_after("c1", 0, 10)) == [1, 2, 3, 4]
+        assert (await events.read_after("c1", 1, 1))[0]["body"] == "m2"
+
+    async def test_seq_collision_on_the_first_event_stores_nothing(self, events):
+        await events.append([event(1)])
+        with pytest.raises(DuplicateEvent) as refused:
+            await events.append([event(1), event(2)])
+        assert (refused.value.key, refused.value.index) == ("seq", 0)
+        assert await events.last_seq("c1") == 1
+
+    async def test_client_msg_id_collision_names_its_key(self, events):
+        await events.append([event(1, client_msg_id="a")])
+        with pytest.raises(DuplicateEvent) as refused:
+            await events.append([event(2, client_msg_id="b"), event(3, client_msg_id="a")])
+        assert (refused.value.key, refused.value.index) == ("client_msg_id", 1)
+        assert seqs(await events.read_after("c1", 0, 10)) == [1, 2]
+
+    async def test_client_msg_id_is_scoped_to_sender_and_conversation(self, events):
+        await events.append([event(1, client_msg_id="a")])
+        await events.append([event(2, sender="u2", client_msg_id="a")])
+        await events.append([event(1, cid="c2", client_msg_id="a")])
+        assert seqs(await events.read_after("c1", 0, 10)) == [1, 2]
+        assert seqs(await events.read_after("c2", 0, 10)) == [1]
+
+    async def test_none_client_msg_id_never_dedupes(self, events):
+        await events.append([event(1), event(2)])
+        await events.append([event(3)])
+        assert seqs(await events.read_after("c1", 0, 10)) == [1, 2, 3]
+
+    async def test_last_seq_is_zero_for_an_empty_conversation(self, events):
+        assert await events.last_seq("nobody-wrote-here") == 0
+
+    async def test_last_seq_is_the_highest_stored(self, events):
+        await events.append([event(1), event(2), event(3)])
+        await events.append([event(9, cid="c2")])
+        assert await events.last_seq("c1") == 3
+
+    async def test_read_after_is_ascending_exclusive_and_limited(self, events):
+        await events.append([event(s) for s in range(1, 8)])
+        await events.append([event(1, cid="c2")])
+        assert seqs(await events.read_after("c1", 2, 3)) == [3, 4, 5]
+        assert seqs(await events.read_after("c1", 5, 100)) == [6, 7]
+        assert await events.read_after("c1", 7, 10) == []
+
+    async def test_read_before_is_descending_exclusive_and_limited(self, events):
+        await events.append([event(s) for s in range(1, 8)])
+        await events.append([event(9, cid="c2")])
+        assert seqs(await events.read_before("c1", 5, 3)) == [4, 3, 2]
+        assert seqs(await events.read_before("c1", 3, 100)) == [2, 1]
+        assert await events.read_before("c1", 1, 10) == []
+
+    async def test_read_before_none_starts_at_the_newest(self, events):
+        await events.append([event(s) for s in range(1, 6)])
+        assert seqs(await events.read_before("c1", None, 2)) == [5, 4]
+
+    async def test_zero_limit_reads_nothing(self, events):
+        await events.append([event(1)])
+        assert await events.read_after("c1", 0, 0) == []
+        assert await events.read_before("c1", None, 0) == []
+
+    async def test_find_client_msg_returns_the_stored_event(self, events):
+        await events.append([event(1), event(2, client_msg_id="a")])
+        assert await events.find_client_msg("c1", "u1", "a") == event(2, client_msg_id="a")
+
+    async def test_find_client_msg_misses_other_senders_and_unknown_ids(self, events):
+        await events.append([event(1, client_msg_id="a")])
+        assert await events.find_client_msg("c1", "u2", "a") is None
+        assert await events.find_client_msg("c1", "u1", "b") is None
+
+
+class TestMongoEventStore(EventStoreContract):
+    @pytest.fixture
+    def events(self, mongo_stores):
+        return mongo_stores.events
+
+    async def test_append_resent_after_a_lost_reply_stores_each_event_once(self, faulty_mongo_stores, mongo_faults):
+        """The driver re-sends an insert whose reply was lost: no error, no duplicate."""
+        store = faulty_mongo_stores.events
+        await mongo_faults.lose_next_reply("insert")
+        await store.append([event(1), event(2), event(3)])
+        assert seqs(await store.read_after("c1", 0, 10)) == [1, 2, 3]
