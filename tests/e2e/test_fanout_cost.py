@@ -1,0 +1,34 @@
+"""Per message, fan-out costs O(hosts + gateway replicas) Ray calls, never O(members)."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from actors.placement import host_names
+from tests.chat_client import Socket, create_group, register
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_ray_calls_per_message_do_not_grow_with_members(raychat, http):
+    users = [await register(http) for _ in range(24)]
+    cid = await create_group(http, users[0], users[1:])
+    sockets = [await Socket.open(raychat.ws_url, u) for u in users]
+    hosts = [ray.get_actor(n, namespace=raychat.settings.namespace) for n in host_names(raychat.settings.hosts)]
+
+    async def calls_out() -> int:
+        return sum([(await h.stats.remote())["ray_calls_out"] for h in hosts])
+
+    before = await calls_out()
+    messages = 30
+    for i in range(messages):   # one at a time: no batching helps the count
+        k = await sockets[0].send(cid, f"m{i}")
+        await sockets[0].wait_for(lambda k=k: k in sockets[0].acks)
+    for s in sockets:
+        await s.wait_for(lambda s=s: len(s.deduped(cid)) == messages)
+    per_message = (await calls_out() - before) / messages
+    # At most one call to each other host; O(members) would be ~24.
+    assert per_message <= raychat.settings.hosts - 1
+    for s in sockets:
+        await s.close()
