@@ -9,12 +9,13 @@ from fastapi import FastAPI, WebSocket
 from raychat.clock import SystemClock
 from raychat.config import Settings
 
-from . import http, http_errors
+from . import http_errors, routes
+from .account_service import AccountService
+from .chat_service import ChatService
 from .context import Context, context
 from .hub import Hub
 from .passwords import PasswordHasher
 from .router import HostRouter
-from .service import ChatService
 from .tokens import TokenIssuer
 from .ws import Session
 
@@ -37,14 +38,15 @@ def build_context(settings: Settings) -> Context:
     router.wait_ready()
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience,
                          settings.access_token_ttl_s, clock)
-    service = ChatService(settings, stores, presence, router, tokens, PasswordHasher(), clock)
-    return Context(settings, stores, presence, router, Hub(router), service)
+    accounts = AccountService(settings, stores, presence, tokens, PasswordHasher(), clock)
+    chat = ChatService(settings, stores, router, clock)
+    return Context(settings, stores, presence, router, Hub(router), accounts, chat)
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="raychat", version="1", docs_url=None, redoc_url=None)
     http_errors.install(app)
-    app.include_router(http.router)
+    routes.include_all(app)
 
     @app.websocket("/v1/ws")
     async def websocket(ws: WebSocket):

@@ -10,7 +10,8 @@ from raychat.errors import Unavailable
 
 from .hub import Hub
 from .router import HostRouter
-from .service import ChatService
+from .account_service import AccountService
+from .chat_service import ChatService
 
 
 @dataclass
@@ -20,7 +21,8 @@ class Context:
     presence: Any
     router: HostRouter
     hub: Hub
-    service: ChatService
+    accounts: AccountService
+    chat: ChatService
 
 
 _current: Context | None = None

@@ -49,7 +49,8 @@ class Session:
         self.ws = ws
         self.ctx = ctx
         self.settings = ctx.settings
-        self.svc = ctx.service
+        self.accounts = ctx.accounts
+        self.svc = ctx.chat
         self.hub = ctx.hub
         self.conn: Conn | None = None
         self.inflight = 0
@@ -113,7 +114,7 @@ class Session:
 
     def _verify(self, token: str) -> str:
         try:
-            return self.svc.authenticate(token)
+            return self.accounts.authenticate(token)
         except Unauthorized as exc:
             raise Close(1008, f"unauthorized: {exc.message}"[:120]) from None
 

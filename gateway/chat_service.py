@@ -1,106 +1,29 @@
-"""What the HTTP routes and the WebSocket frames do, in one place.
-
-Reads go to the store directly (CQRS); writes and live fan-out go through the
-virtual actors. Store errors become ``unavailable`` here, at the edge.
-"""
+"""Conversations and messages. Reads go to the store directly (CQRS); writes and live
+fan-out go through the virtual actors."""
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import Any
 
 from actors.conversation_state import SendCommand
 from actors.events import event_to_wire, utc
 from raychat.clock import Clock, iso
 from raychat.config import Settings
-from raychat.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, Unavailable
-from storage.errors import DuplicateKey, StoreError
+from raychat.errors import Invalid, NotFound, TooLarge
 
-from .accounts import check_display_name, check_password, normalize_username
-from .passwords import PasswordHasher
 from .router import HostRouter
-from .tokens import TokenIssuer
+from .service_common import new_id, store_errors
 
 MAX_GROUP_MEMBERS = 10_000
 
 
-@contextlib.asynccontextmanager
-async def store_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except DuplicateKey as exc:
-        raise Conflict(f"{exc.key or 'key'}: already exists") from exc
-    except StoreError as exc:
-        raise Unavailable("store unavailable, retry later", retry_after_ms=1000) from exc
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
 class ChatService:
-    def __init__(self, settings: Settings, stores: Any, presence: Any, router: HostRouter,
-                 tokens: TokenIssuer, hasher: PasswordHasher, clock: Clock):
+    def __init__(self, settings: Settings, stores: Any, router: HostRouter, clock: Clock):
         self.settings = settings
         self.stores = stores
-        self.presence = presence
         self.router = router
-        self.tokens = tokens
-        self.hasher = hasher
         self.clock = clock
-
-    # ---- accounts --------------------------------------------------------------------
-    async def register(self, username: str, password: str, display_name: str | None) -> dict[str, Any]:
-        name = normalize_username(username)
-        check_password(password)
-        shown = check_display_name(display_name) if display_name is not None else name
-        user = {"user_id": new_id("u"), "username": name, "display_name": shown,
-                "password_hash": await self.hasher.hash_async(password), "created_at": utc(self.clock.now())}
-        try:
-            async with store_errors():
-                await self.stores.users.create(user)
-        except Conflict:
-            raise Conflict("username: already taken") from None
-        return {"user_id": user["user_id"], "username": name}
-
-    async def login(self, username: str, password: str) -> dict[str, Any]:
-        try:
-            name = normalize_username(username)
-        except Invalid:
-            name = None
-        user = None
-        if name is not None:
-            async with store_errors():
-                user = await self.stores.users.by_username(name)
-        # Unknown users still pay for a hash, so timing does not tell them apart.
-        ok = await self.hasher.verify_async(user["password_hash"] if user else None, password)
-        if user is None or not ok:
-            raise Unauthorized("wrong username or password")
-        token, ttl = self.tokens.issue(user["user_id"])
-        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "user_id": user["user_id"]}
-
-    def authenticate(self, token: str | None) -> str:
-        if not token:
-            raise Unauthorized("missing bearer token")
-        return self.tokens.verify(token)
-
-    async def profile(self, user_id: str, *, private: bool = False) -> dict[str, Any]:
-        async with store_errors():
-            user = await self.stores.users.by_id(user_id)
-        if user is None:
-            raise NotFound("no such user")
-        out = {"user_id": user["user_id"], "username": user["username"], "display_name": user.get("display_name")}
-        if private:
-            out["created_at"] = iso(user["created_at"])
-        return out
-
-    async def presence_of(self, user_ids: list[str]) -> dict[str, Any]:
-        async with store_errors():
-            found = await self.presence.get(user_ids)
-        return {u: {"status": p["status"], "last_seen": iso(p["last_seen"]) if p.get("last_seen") else None}
-                for u, p in found.items()}
 
     # ---- conversations ---------------------------------------------------------------
     async def create_conversation(self, user_id: str, kind: str, members: list[str],

@@ -1,0 +1,107 @@
+"""The ``raychat`` command. Process supervision lives in ``raychat.launcher``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+from raychat import __version__
+from raychat.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("raychat")
+
+# The options of `raychat up`, each overriding the Settings field of the same name.
+UP_OPTIONS = {
+    "host": ("--host", "HOST", "address Serve listens on"),
+    "port": ("--port", "PORT", "HTTP/WebSocket port"),
+    "data_dir": ("--data-dir", "DIR", "directory for the embedded MongoDB, Redis, media and JWT secret; "
+                                    "created if missing, kept across restarts"),
+    "hosts": ("--hosts", "N", "number of ActorHost Ray actors, each hosting many conversations and sessions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raychat",
+        description="raychat: a real-time chat backend on Ray (virtual actors, Serve, MongoDB, Redis, S3).",
+        epilog="Every setting is also an environment variable RAYCHAT_<NAME>; see the README's "
+               "configuration table. `raychat <command> --help` explains a command.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+
+    up = commands.add_parser(
+        "up",
+        help="run raychat here: Ray, the Serve gateway and embedded MongoDB and Redis",
+        description="Start a local Ray cluster (or join RAY_ADDRESS), the Serve gateway and, unless "
+                    "RAYCHAT_MONGODB_URI / RAYCHAT_REDIS_URL name real servers, an embedded SecantusDB "
+                    "(MongoDB wire protocol) and redis-server keeping their data under --data-dir. "
+                    "Runs until Ctrl-C or SIGTERM, which stop all of it within 30 s; a second Ctrl-C "
+                    "forces.",
+    )
+    for field, (flag, metavar, text) in UP_OPTIONS.items():
+        # Types are checked by Settings, so a bad flag and a bad variable get the same sentence.
+        up.add_argument(flag, dest=field, default=None, metavar=metavar,
+                        help=f"{text} (default: {_default(field)}, or ${'RAYCHAT_' + field.upper()})")
+
+    commands.add_parser("version", help="print the versions of raychat, Ray and Python",
+                        description="Print the versions of raychat, Ray and Python.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"raychat {__version__} (ray {_dist_version('ray')}, python {platform.python_version()})")
+        return 0
+    if args.command == "up":
+        return _up(args)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    given = {field: getattr(args, field) for field in UP_OPTIONS if getattr(args, field) is not None}
+    try:
+        settings = load_settings(**given)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        if given:
+            flags = ", ".join(f"{UP_OPTIONS[f][0]} sets RAYCHAT_{f.upper()}" for f in given)
+            print(f"  (options given on the command line win over the variables: {flags})", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from raychat import launcher
+
+    try:
+        return launcher.run(settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except Exception:
+        log.exception("raychat up failed")
+        return 1
+
+
+def _default(field: str) -> str:
+    value = Settings.model_fields[field].default
+    if isinstance(value, Path) and not value.is_absolute():
+        return f"./{value}"
+    return str(value)
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
