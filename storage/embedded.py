@@ -30,6 +30,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 START_DEADLINE_S = 30.0
+_SETTLE_S = 0.5
 _LOG_TAIL_LINES = 40
 
 
@@ -52,6 +53,7 @@ class EmbeddedServer:
     proc: subprocess.Popen
     log_path: Path | None = None
     _run_dir: Path | None = field(default=None, repr=False)
+    _ready_at: float = field(default_factory=time.monotonic, repr=False)
 
     def _wake(self) -> None:
         # SecantusDB's accept thread sits in accept() on the socket its SIGTERM handler
@@ -73,6 +75,10 @@ class EmbeddedServer:
         # Signal only while unreaped: until wait() returns, the pid (and the process
         # group it leads) cannot belong to anyone else.
         if self.proc.poll() is None:
+            # secantusd answers before its main thread is blocked waiting for a signal;
+            # a SIGTERM in that window sets Python's flag but wakes no one, and the
+            # server never stops. Give it a moment when stopped right after start.
+            time.sleep(max(0.0, self._ready_at + _SETTLE_S - time.monotonic()))
             _signal_group(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
@@ -169,6 +175,7 @@ def _launch(name: str, uri: str, args: list[str], run_dir: Path, log_path: Path 
         tail = _tail(log_path)
         server.stop(timeout=2.0)
         raise ServerStartError(f"{name} server ({' '.join(args)}) {reason}. Last lines of {log_path}:\n{tail}")
+    server._ready_at = time.monotonic()
     return server
 
 
