@@ -1,70 +1,110 @@
-"""Conversation(cid): the single writer of its seq.
+"""Conversation(cid): the single writer of its seq, and of every change to the conversation.
 
-Sends are batched by the mailbox (group commit): the whole batch is numbered,
-written with one ordered insert, and acknowledged only once durable. Stored
-events then fan out in seq order. The store's unique indexes are the fence:
-a client_msg_id the dedupe window missed resolves to the stored event, and a
-seq another writer holds makes this actor reload and renumber what it had
-not yet stored (nothing unstored was ever acknowledged, so renumbering is safe).
+Every change is an event in one log: messages, edits, deletes, reactions, membership, title.
+Sends are batched by the mailbox (group commit): the batch is numbered, written with one
+ordered insert, and acknowledged only once durable. The store's unique indexes are the
+fence: a client_msg_id the dedupe window missed resolves to the stored event, and a seq
+another writer holds makes this actor refuse the rest as ``unavailable`` (nothing unstored
+was acknowledged; senders retry with the same ids) and reload before its next message.
+
+Projections (the conversation document's members/roles/title/counters, a message's edited
+body, tombstone and reactions) are applied after the event is stored, idempotently, and
+checkpointed as ``state_seq``; activation replays whatever lies past the checkpoint, so a
+crash between the two writes loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
-from raychat.errors import ChatError, Conflict, Invalid, NotFound, Unavailable
+from raychat.errors import ChatError, Conflict, Forbidden, Invalid, NotFound, Unavailable
 from storage.errors import DuplicateEvent, StoreError
 
-from .conversation_state import ConversationState, SendCommand, event_digest
+from .conversation_state import ConversationState, SendCommand, event_digest, message_draft, number
 from .env import ActorEnv
-from .events import utc
+from .events import dumps, event_frame, utc
 from .registry import PassivationReason
+from .roster import Roster
+from .typing_state import TypingState
 
 log = logging.getLogger(__name__)
 
-_MAX_FENCE_RETRIES = 5
+_REPLAY_PAGE = 500
+READ_FLUSH_S = 0.25          # read cursors are coalesced: at most one write per conversation this often
+TYPING_TTL_S = 5.0
 
 
 class ConversationActor:
     batchable: ClassVar[frozenset[str]] = frozenset({"send"})
-    __slots__ = ("cid", "_env", "state", "_stale")
+    __slots__ = ("cid", "_env", "state", "_stale", "_reads", "_read_flush", "_typing")
 
     def __init__(self, cid: str, env: ActorEnv):
         self.cid = cid
         self._env = env
         self.state: ConversationState | None = None
         self._stale = False
+        self._reads: dict[str, tuple[int, int]] | None = None     # pending cursor writes
+        self._read_flush: asyncio.Task | None = None
+        self._typing: TypingState | None = None
 
+    # ---- lifecycle -----------------------------------------------------------------------
     async def on_activate(self) -> None:
+        env = self._env
         try:
-            conv, last = await asyncio.gather(self._env.conversations.get(self.cid),
-                                              self._env.events.last_seq(self.cid))
+            conv, last = await asyncio.gather(env.conversations.get(self.cid), env.events.last_seq(self.cid))
         except StoreError as exc:
             raise Unavailable("store unavailable") from exc
         if conv is None:
             raise NotFound("no such conversation")
-        self.state = ConversationState(self.cid, conv["kind"], frozenset(conv["members"]), last,
-                                       self._env.dedupe_window)
+        state_seq = conv.get("state_seq", 0)
+        state = ConversationState(self.cid, Roster(conv["kind"], list(conv["members"]), conv.get("roles") or {}),
+                                  state_seq, env.dedupe_window, title=conv.get("title"),
+                                  e2ee=bool(conv.get("e2ee")), state_seq=state_seq,
+                                  message_count=conv.get("message_count", 0))
+        if last > state_seq:
+            await self._replay(state)
+        self.state = state
         self._stale = False
 
+    async def _replay(self, state: ConversationState) -> None:
+        """Events stored past the checkpoint: fold them in and apply their projections again."""
+        try:
+            after = state.state_seq
+            while True:
+                events = await self._env.events.read_after(self.cid, after, _REPLAY_PAGE)
+                for ev in events:
+                    state.apply(ev)
+                    await self._project_message(ev)
+                if events:
+                    after = events[-1]["seq"]
+                if len(events) < _REPLAY_PAGE:
+                    break
+            await self._save_progress(state, None)
+        except StoreError as exc:
+            raise Unavailable("store unavailable") from exc
+
     async def on_passivate(self, reason: PassivationReason) -> None:
+        if self._reads:
+            await self._flush_reads()
         self.state = None
 
     def can_passivate(self) -> bool:
-        return True
+        return not self._reads and not self._typing
 
+    # ---- messages ------------------------------------------------------------------------
     async def handle(self, method: str, arg: Any) -> Any:
         if method == "send":
             result = (await self.handle_batch("send", [arg]))[0]
             if isinstance(result, ChatError):
                 raise result
             return result
-        if method == "members":
-            await self._refresh_if_stale()
-            return sorted(self.state.members)
-        raise Invalid(f"unknown conversation method {method!r}")
+        await self._refresh_if_stale()
+        handler = _HANDLERS.get(method)
+        if handler is None:
+            raise Invalid(f"unknown conversation method {method!r}")
+        return await handler(self, arg)
 
     async def handle_batch(self, method: str, cmds: list[SendCommand]) -> list[Any]:
         await self._refresh_if_stale()
@@ -73,10 +113,20 @@ class ConversationActor:
         news: list[int] = []
         first_of: dict[tuple[str, str], int] = {}   # the same id twice in one batch: one event
         twins: list[tuple[int, int]] = []
+        now = self._env.clock.now()
         for i, cmd in enumerate(cmds):
+            if cmd.deadline is not None and now > cmd.deadline:
+                # Its sender stopped waiting: writing it now would turn their `unavailable`
+                # into a lie. They retry with the same id.
+                results[i] = Unavailable("overloaded: not accepted, retry", retry_after_ms=500,
+                                         ref=cmd.client_msg_id)
+                continue
             adm = state.admit(cmd)
             if adm.new is None:
                 results[i] = adm.event if adm.event is not None else adm.error
+                continue
+            if cmd.reply_to is not None and not await self._is_message(cmd.reply_to):
+                results[i] = Invalid("reply_to: no such message in this conversation", ref=cmd.client_msg_id)
                 continue
             key = (cmd.sender_id, cmd.client_msg_id)
             if key in first_of:
@@ -85,9 +135,11 @@ class ConversationActor:
             first_of[key] = i
             news.append(i)
         if news:
-            written = await self._write([cmds[i] for i in news])
+            written, stored = await self._write([message_draft(cmds[i]) for i in news])
             for i, res in zip(news, written):
                 results[i] = res
+            if stored:
+                self._after_messages(stored)
         for i, j in twins:
             res = results[j]
             if isinstance(res, dict) and event_digest(res) != cmds[i].digest():
@@ -95,67 +147,274 @@ class ConversationActor:
             results[i] = res
         return results
 
+    def _after_messages(self, stored: list[dict]) -> None:
+        env, state = self._env, self.state
+        env.fanout(state.members, [(self.cid, ev["seq"], event_frame(ev), None) for ev in stored])
+        # A sender has read what they sent: their own messages never count as unread.
+        count = state.message_count - len(stored)
+        for ev in stored:
+            count += 1
+            self._note_read(ev["sender_id"], ev["seq"], count)
+        env.spawn(self._save_progress(state, stored[-1]), "save conversation progress")
+
+    async def _is_message(self, seq: int) -> bool:
+        try:
+            ev = await self._env.events.get(self.cid, seq)
+        except StoreError as exc:
+            raise Unavailable("store unavailable") from exc
+        return ev is not None and ev["kind"] == "message"
+
     async def _refresh_if_stale(self) -> None:
         if self.state is None or self._stale:
             await self.on_activate()
 
-    async def _write(self, cmds: list[SendCommand]) -> list[Any]:
-        """Store cmds as consecutive events; one result per cmd (event or ChatError)."""
+    async def _write(self, drafts: list[dict]) -> tuple[list[Any], list[dict]]:
+        """Store drafts as consecutive events: one result per draft (event or ChatError), and
+        the events this call stored, in seq order (folded into the state already)."""
         env, state = self._env, self.state
-        out: list[Any] = [None] * len(cmds)
-        pending = list(range(len(cmds)))
+        out: list[Any] = [None] * len(drafts)
+        pending = list(range(len(drafts)))
         stored: list[dict] = []
         created_at = utc(env.clock.now())
-        fences = 0
         try:
             while pending:
-                events = state.build([cmds[i] for i in pending], state.last_seq + 1, created_at)
+                events = number(self.cid, [drafts[i] for i in pending], state.last_seq + 1, created_at)
                 try:
                     await env.events.append(events)
                 except DuplicateEvent as dup:
                     self._commit(events[:dup.index], pending[:dup.index], out, stored)
                     bad = pending[dup.index]
                     if dup.key == "client_msg_id":
-                        out[bad] = await self._existing(cmds[bad])
+                        out[bad] = await self._existing(drafts[bad])
                         pending = pending[dup.index + 1:]
                     else:
-                        fences += 1
-                        if fences > _MAX_FENCE_RETRIES:
-                            raise Unavailable("conversation is moving between hosts, retry")
+                        # Another writer holds this seq (placement moved under us): reload
+                        # everything before writing again; the senders retry.
                         log.warning("conversation %s: seq %s held by another writer; reloading",
                                     self.cid, events[dup.index]["seq"])
-                        state.last_seq = await env.events.last_seq(self.cid)
-                        pending = pending[dup.index:]
+                        raise Unavailable("conversation moved, retry")
                     continue
                 self._commit(events, pending, out, stored)
                 pending = []
-        except (StoreError, Unavailable) as exc:
-            # The write's outcome is unknown: reload seq and members before the next message.
+        except (StoreError, Unavailable):
+            # The write's outcome is unknown (or another writer holds the next seq): reload
+            # seq, members and projections before the next message.
             self._stale = True
-            err = Unavailable("store unavailable, nothing was accepted; retry")
             for i in pending:
-                out[i] = Unavailable(err.message, ref=cmds[i].client_msg_id)
-            if not isinstance(exc, (StoreError, Unavailable)):
-                raise
-        if stored:
-            env.fanout(state.members, stored)
-            env.spawn(env.conversations.record_activity(self.cid, stored[-1]["seq"], stored[-1]["created_at"]),
-                      "record_activity")
-        return out
+                out[i] = Unavailable("store unavailable, nothing was accepted; retry",
+                                     ref=drafts[i].get("client_msg_id"))
+        return out, stored
 
     def _commit(self, events: list[dict], idx: list[int], out: list[Any], stored: list[dict]) -> None:
         for ev, i in zip(events, idx):
             out[i] = ev
             self.state.remember(ev)
+            self.state.apply(ev)
             stored.append(ev)
-        if events:
-            self.state.last_seq = events[-1]["seq"]
 
-    async def _existing(self, cmd: SendCommand) -> Any:
-        ev = await self._env.events.find_client_msg(self.cid, cmd.sender_id, cmd.client_msg_id)
+    async def _existing(self, draft: dict) -> Any:
+        ev = await self._env.events.find_client_msg(self.cid, draft["sender_id"], draft["client_msg_id"])
         if ev is None:  # the index said it exists; it must be readable, else the store is in trouble
             raise Unavailable("store inconsistent, retry")
         self.state.remember(ev)
-        if event_digest(ev) != cmd.digest():
-            return Conflict("client_msg_id reused with different content", ref=cmd.client_msg_id)
+        if event_digest(ev) != event_digest(draft):
+            return Conflict("client_msg_id reused with different content", ref=draft["client_msg_id"])
         return ev
+
+    async def _commit_one_change(self, drafts: list[dict], recipients: Iterable[str]) -> dict:
+        """Store non-message events (edits, membership…) and apply their projections before
+        answering, so a read right after the answer sees the change. Returns the first event."""
+        results, stored = await self._write(drafts)
+        for r in results:
+            if isinstance(r, ChatError):
+                raise r
+        try:
+            for ev in stored:
+                await self._project_message(ev)
+            await self._save_progress(self.state, None)
+        except StoreError:
+            self._stale = True    # stored but not projected: activation replays it
+            log.warning("conversation %s: projection deferred to next activation", self.cid)
+        frames = []
+        for ev in stored:
+            forget = frozenset(ev["user_ids"]) if ev["kind"] == "member_removed" else None
+            frames.append((self.cid, ev["seq"], event_frame(ev), forget))
+        self._env.fanout(recipients, frames)
+        return results[0]
+
+    async def _project_message(self, ev: dict) -> None:
+        kind, events = ev["kind"], self._env.events
+        if kind == "edit":
+            await events.edit_message(self.cid, ev["target_seq"], ev["body"], ev["created_at"])
+        elif kind == "delete":
+            await events.erase_message(self.cid, ev["target_seq"])
+        elif kind == "reaction":
+            await events.set_reaction(self.cid, ev["target_seq"], ev["sender_id"], ev["emoji"], ev["on"])
+
+    async def _save_progress(self, state: ConversationState, last_message: dict | None) -> None:
+        r = state.roster
+        await self._env.conversations.save_progress(self.cid, {
+            "state_seq": state.last_seq, "last_seq": state.last_seq, "message_count": state.message_count,
+            "members": r.members, "roles": dict(r.roles), "title": state.title,
+            "last_message": _summary(last_message) if last_message else None,
+            "last_activity_at": last_message["created_at"] if last_message else None,
+        })
+
+    # ---- changes to messages ---------------------------------------------------------------
+    async def _target(self, seq: int) -> dict:
+        try:
+            ev = await self._env.events.get(self.cid, seq)
+        except StoreError as exc:
+            raise Unavailable("store unavailable") from exc
+        if ev is None or ev["kind"] != "message":
+            raise NotFound("no such message")
+        if ev.get("deleted"):
+            raise NotFound("message was deleted")
+        return ev
+
+    def _member(self, user: str) -> None:
+        if not self.state.is_member(user):
+            raise Forbidden("not a member of this conversation")
+
+    async def _edit(self, a: dict) -> dict:
+        self._member(a["user"])
+        target = await self._target(a["target_seq"])
+        if target["sender_id"] != a["user"]:
+            raise Forbidden("only the sender edits a message")
+        draft = {"kind": "edit", "sender_id": a["user"], "client_msg_id": None, "target_seq": a["target_seq"],
+                 "body": a["body"]}
+        return await self._commit_one_change([draft], self.state.members)
+
+    async def _delete(self, a: dict) -> dict:
+        self._member(a["user"])
+        target = await self._target(a["target_seq"])
+        if target["sender_id"] != a["user"] and self.state.roster.role(a["user"]) not in ("owner", "admin"):
+            raise Forbidden("only the sender, an owner or an admin deletes a message")
+        draft = {"kind": "delete", "sender_id": a["user"], "client_msg_id": None, "target_seq": a["target_seq"]}
+        return await self._commit_one_change([draft], self.state.members)
+
+    async def _react(self, a: dict) -> dict | None:
+        self._member(a["user"])
+        target = await self._target(a["target_seq"])
+        has = any(r["emoji"] == a["emoji"] and r["user_id"] == a["user"] for r in target.get("reactions") or ())
+        if has == a["on"]:
+            return None      # one reaction per user per emoji: nothing changes, no event
+        draft = {"kind": "reaction", "sender_id": a["user"], "client_msg_id": None, "target_seq": a["target_seq"],
+                 "emoji": a["emoji"], "on": a["on"]}
+        return await self._commit_one_change([draft], self.state.members)
+
+    # ---- changes to the conversation ---------------------------------------------------------
+    async def _add_members(self, a: dict) -> dict | None:
+        new = self.state.roster.check_add(a["user"], a["user_ids"], self._env.max_group_members)
+        if not new:
+            return None
+        draft = {"kind": "member_added", "sender_id": a["user"], "client_msg_id": None, "user_ids": new}
+        return await self._commit_one_change([draft], self.state.members | set(new))
+
+    async def _remove_member(self, a: dict) -> dict:
+        before = self.state.members
+        promotions = self.state.roster.check_remove(a["user"], a["target"])
+        drafts = [{"kind": "member_removed", "sender_id": a["user"], "client_msg_id": None,
+                   "user_ids": [a["target"]]}]
+        drafts += [{"kind": "role_changed", "sender_id": a["user"], "client_msg_id": None,
+                    "user_ids": [u], "role": role} for u, role in promotions]
+        return await self._commit_one_change(drafts, before)
+
+    async def _set_role(self, a: dict) -> dict | None:
+        changes = self.state.roster.check_role(a["user"], a["target"], a["role"])
+        if not changes:
+            return None
+        drafts = [{"kind": "role_changed", "sender_id": a["user"], "client_msg_id": None,
+                   "user_ids": [u], "role": role} for u, role in changes]
+        return await self._commit_one_change(drafts, self.state.members)
+
+    async def _rename(self, a: dict) -> dict | None:
+        self.state.roster.check_rename(a["user"])
+        if a["title"] == self.state.title:
+            return None
+        draft = {"kind": "title_changed", "sender_id": a["user"], "client_msg_id": None, "title": a["title"]}
+        return await self._commit_one_change([draft], self.state.members)
+
+    async def _members(self, a: Any) -> list[str]:
+        return self.state.roster.members
+
+    # ---- read cursors and typing (ephemeral: receipts and typing frames carry seq 0) ---------
+    async def _read(self, a: dict) -> int:
+        user, seq = a["user"], a["seq"]
+        self._member(user)
+        if not 0 <= seq <= self.state.last_seq:
+            raise Invalid("seq: beyond the conversation's last seq")
+        count = self.state.message_count if seq == self.state.last_seq else \
+            await self._env.events.count_messages(self.cid, seq)
+        if self._note_read(user, seq, count):
+            frame = dumps({"type": "receipt", "conversation_id": self.cid, "user_id": user, "seq": seq})
+            self._env.fanout(self.state.members - {user}, [(self.cid, 0, frame, None)])
+        return seq
+
+    def _note_read(self, user: str, seq: int, count: int) -> bool:
+        """Queue a cursor write; False if the cursor would not move forward."""
+        if self._reads is None:
+            self._reads = {}
+        old = self._reads.get(user)
+        if old is not None and old[0] >= seq:
+            return False
+        self._reads[user] = (seq, count)
+        if self._read_flush is None:
+            self._read_flush = asyncio.get_running_loop().create_task(self._flush_reads_later())
+        return True
+
+    async def _flush_reads_later(self) -> None:
+        await asyncio.sleep(READ_FLUSH_S)
+        await self._flush_reads()
+
+    async def _flush_reads(self) -> None:
+        reads, self._reads, self._read_flush = self._reads, None, None
+        for user, (seq, count) in (reads or {}).items():
+            try:
+                await self._env.conversations.set_read(self.cid, user, seq, count)
+            except StoreError as exc:   # the next read of this user writes it again ($max)
+                log.warning("read cursor of %s in %s not saved: %r", user, self.cid, exc)
+
+    async def _typing_frame(self, a: dict) -> None:
+        user, on = a["user"], a["on"]
+        self._member(user)
+        if self._typing is None:
+            self._typing = TypingState(TYPING_TTL_S)
+        now = self._env.clock.monotonic()
+        if self._typing.update(user, on, now):
+            self._send_typing(user, on)
+        if on:
+            self._env.call_later(TYPING_TTL_S + 0.05, "conv", self.cid, "typing_expire", None)
+
+    async def _typing_expire(self, a: Any) -> None:
+        if self._typing is None:
+            return
+        for user in self._typing.expire(self._env.clock.monotonic()):
+            self._send_typing(user, False)
+        if not self._typing:
+            self._typing = None
+
+    def _send_typing(self, user: str, on: bool) -> None:
+        frame = dumps({"type": "typing", "conversation_id": self.cid, "user_id": user, "on": on})
+        self._env.fanout(self.state.members - {user}, [(self.cid, 0, frame, None)])
+
+
+def _summary(ev: dict) -> dict:
+    body = ev.get("body")
+    return {"seq": ev["seq"], "sender_id": ev["sender_id"], "kind": ev["kind"],
+            "body": body[:200] if isinstance(body, str) else None, "created_at": ev["created_at"]}
+
+
+_HANDLERS = {
+    "members": ConversationActor._members,
+    "edit": ConversationActor._edit,
+    "delete": ConversationActor._delete,
+    "react": ConversationActor._react,
+    "add_members": ConversationActor._add_members,
+    "remove_member": ConversationActor._remove_member,
+    "set_role": ConversationActor._set_role,
+    "rename": ConversationActor._rename,
+    "read": ConversationActor._read,
+    "typing": ConversationActor._typing_frame,
+    "typing_expire": ConversationActor._typing_expire,
+}

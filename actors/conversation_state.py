@@ -15,6 +15,8 @@ from typing import Any
 
 from raychat.errors import ChatError, Conflict, Forbidden, Invalid
 
+from .roster import Roster
+
 
 @dataclass(frozen=True, slots=True)
 class SendCommand:
@@ -23,6 +25,7 @@ class SendCommand:
     body: str
     attachments: tuple[str, ...] = ()
     reply_to: int | None = None
+    deadline: float | None = None      # wall-clock time after which the sender no longer waits
 
     def digest(self) -> str:
         return content_digest(self.body, self.attachments, self.reply_to)
@@ -69,19 +72,34 @@ class Admission:
 
 
 class ConversationState:
-    __slots__ = ("conversation_id", "kind", "members", "last_seq", "_dedupe", "_dedupe_cap")
+    """Everything an activated conversation keeps in memory: small, so idle actors stay cheap."""
 
-    def __init__(self, conversation_id: str, kind: str, members: frozenset[str], last_seq: int,
-                 dedupe_capacity: int):
+    __slots__ = ("conversation_id", "roster", "title", "e2ee", "last_seq", "state_seq", "message_count",
+                 "_dedupe", "_dedupe_cap")
+
+    def __init__(self, conversation_id: str, roster: Roster, last_seq: int, dedupe_capacity: int, *,
+                 title: str | None = None, e2ee: bool = False, state_seq: int | None = None,
+                 message_count: int = 0):
         self.conversation_id = conversation_id
-        self.kind = kind
-        self.members = members
+        self.roster = roster
+        self.title = title
+        self.e2ee = e2ee
         self.last_seq = last_seq
+        self.state_seq = last_seq if state_seq is None else state_seq   # projections applied up to here
+        self.message_count = message_count
         self._dedupe: DedupeWindow | None = None   # created on the first send: idle actors stay small
         self._dedupe_cap = dedupe_capacity
 
+    @property
+    def kind(self) -> str:
+        return self.roster.kind
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(self.roster.roles)
+
     def is_member(self, user_id: str) -> bool:
-        return user_id in self.members
+        return user_id in self.roster
 
     def admit(self, cmd: SendCommand) -> Admission:
         if not self.is_member(cmd.sender_id):
@@ -104,16 +122,30 @@ class ConversationState:
             self._dedupe = DedupeWindow(self._dedupe_cap)
         self._dedupe.put((event["sender_id"], event["client_msg_id"]), event_digest(event), event)
 
-    def build(self, cmds: list[SendCommand], first_seq: int, created_at: Any) -> list[dict]:
-        """Events for ``cmds`` numbered from ``first_seq`` with no gap."""
-        return [{
-            "conversation_id": self.conversation_id,
-            "seq": first_seq + i,
-            "kind": "message",
-            "sender_id": c.sender_id,
-            "client_msg_id": c.client_msg_id,
-            "body": c.body,
-            "attachments": list(c.attachments),
-            "reply_to": c.reply_to,
-            "created_at": created_at,
-        } for i, c in enumerate(cmds)]
+    def apply(self, ev: dict) -> None:
+        """Fold one stored event into the in-memory state (also used to replay after a crash)."""
+        kind = ev["kind"]
+        if kind == "message":
+            self.message_count += 1
+        elif kind == "member_added":
+            self.roster.add(ev["user_ids"])
+        elif kind == "member_removed":
+            for u in ev["user_ids"]:
+                self.roster.remove(u)
+        elif kind == "role_changed":
+            for u in ev["user_ids"]:
+                self.roster.set_role(u, ev["role"])
+        elif kind == "title_changed":
+            self.title = ev["title"]
+        self.last_seq = max(self.last_seq, ev["seq"])
+
+
+def message_draft(c: SendCommand) -> dict:
+    return {"kind": "message", "sender_id": c.sender_id, "client_msg_id": c.client_msg_id, "body": c.body,
+            "attachments": list(c.attachments), "reply_to": c.reply_to}
+
+
+def number(conversation_id: str, drafts: list[dict], first_seq: int, created_at: Any) -> list[dict]:
+    """Events for ``drafts`` numbered from ``first_seq`` with no gap."""
+    return [{"conversation_id": conversation_id, "seq": first_seq + i, **d, "created_at": created_at}
+            for i, d in enumerate(drafts)]

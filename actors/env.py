@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, Iterable
 
 from raychat.clock import Clock
 from storage.ports import ConversationStore, EventStore, PresenceStore
@@ -21,8 +21,13 @@ class ActorEnv:
     clock: Clock
     dedupe_window: int
     presence_ttl_s: int
-    # fanout(member_ids, events): hand stored events to the members' live sockets, in order.
-    fanout: Callable[[frozenset[str], list[dict]], None]
+    max_group_members: int
+    # fanout(user_ids, items): hand frames to those users' live sockets, in order. An item is
+    # (conversation_id, seq, frame_text, forget): seq 0 marks an ephemeral frame (typing,
+    # receipt); ``forget`` names users whose sockets stop tracking the conversation (removed).
+    fanout: Callable[[Iterable[str], list[tuple[str, int, str, frozenset | None]]], None]
+    # call_later(delay_s, kind, id, method, arg): post a message to a virtual actor later.
+    call_later: Callable[[float, str, str, str, Any], None]
     _tasks: set = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:

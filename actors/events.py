@@ -12,18 +12,31 @@ from typing import Any
 
 from raychat.clock import iso
 
+# The store keeps seq as a 64-bit integer (BSON int64): a larger one cannot even be looked up, so the
+# edges refuse it as invalid input.
+MAX_SEQ = 2**63 - 1
+
 _WIRE_FIELDS = ("conversation_id", "seq", "kind", "sender_id", "client_msg_id", "body", "attachments",
-                "reply_to", "target_seq", "emoji", "on", "user_ids", "role", "title", "created_at")
+                "reply_to", "target_seq", "emoji", "on", "user_ids", "role", "title", "created_at",
+                "edited_at", "deleted")
 
 
 def event_to_wire(ev: dict[str, Any]) -> dict[str, Any]:
+    """The wire form. A stored message carries its projections: the edited body and
+    ``edited_at``, ``deleted: true`` with no body, and ``reactions`` as {emoji: count}."""
     out: dict[str, Any] = {}
     for name in _WIRE_FIELDS:
         if name in ev:
-            out[name] = ev[name]
-    ca = ev.get("created_at")
-    if isinstance(ca, datetime):
-        out["created_at"] = iso(ca)
+            value = ev[name]
+            out[name] = iso(value) if isinstance(value, datetime) else value
+    if ev.get("kind") == "message" and "reactions" in ev:
+        counts: dict[str, int] = {}
+        for r in ev["reactions"] or ():
+            counts[r["emoji"]] = counts.get(r["emoji"], 0) + 1
+        out["reactions"] = counts
+    if ev.get("deleted"):
+        out.pop("body", None)
+        out.pop("attachments", None)
     return out
 
 

@@ -23,9 +23,7 @@ from storage.mongo import MongoStores
 from storage.redis_store import RedisPresence
 
 from .conversation import ConversationActor
-from .conversation_state import SendCommand
 from .env import ActorEnv
-from .events import event_frame
 from .outbox import Outbox
 from .placement import group_by_owner, host_names
 from .registry import PassivationReason, Registry
@@ -50,7 +48,8 @@ class ActorHost:
         self.hosts = host_names(s.hosts)
         self.env = ActorEnv(events=self.stores.events, conversations=self.stores.conversations,
                             presence=self.presence, clock=self.clock, dedupe_window=s.dedupe_window,
-                            presence_ttl_s=s.presence_ttl_s, fanout=self._fanout)
+                            presence_ttl_s=s.presence_ttl_s, max_group_members=s.max_group_members,
+                            fanout=self._fanout, call_later=self._call_later)
         self.registry = Registry({"conv": lambda cid: ConversationActor(cid, self.env),
                                   "user": lambda uid: SessionActor(uid, self.env)},
                                  self.clock, idle_after_s=s.passivate_after_s,
@@ -91,7 +90,7 @@ class ActorHost:
         ttl = self.settings.presence_ttl_s
         while True:
             await asyncio.sleep(ttl / 3)
-            uids = [a.uid for a in self.registry.actors("user") if a.connections]
+            uids = [a.uid for a in self.registry.actors("user") if a.online]
             if uids:
                 try:
                     await self.presence.refresh(uids, ttl)
@@ -109,8 +108,26 @@ class ActorHost:
             log.exception("call %s %s.%s failed", kind, ident, method)
             return {"err": Internal("internal error").to_dict()}
 
-    async def send(self, cid: str, cmd: SendCommand) -> dict[str, Any]:
-        return await self.call("conv", cid, "send", cmd)
+    async def call_many(self, kind: str, ident: str, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Several messages for one virtual actor, posted to its mailbox in this order before
+        any is awaited (a gateway's ordered channel; see gateway/router.py)."""
+        self._ensure_started()
+        futures = []
+        for method, arg in items:
+            try:
+                futures.append(self.registry.post(kind, ident, method, arg))
+            except ChatError as exc:     # a full mailbox refuses at once
+                futures.append(exc)
+        out = []
+        for fut in futures:
+            try:
+                out.append({"ok": await fut} if not isinstance(fut, ChatError) else {"err": fut.to_dict()})
+            except ChatError as exc:
+                out.append({"err": exc.to_dict()})
+            except Exception:
+                log.exception("call %s %s failed", kind, ident)
+                out.append({"err": Internal("internal error").to_dict()})
+        return out
 
     async def stats(self) -> dict[str, Any]:
         return {"name": self.name, "pid": os.getpid(),
@@ -123,10 +140,17 @@ class ActorHost:
         """Passivate idle actors at once (operators and benchmarks)."""
         return len(await self.registry.sweep())
 
+    def _call_later(self, delay_s: float, kind: str, ident: str, method: str, arg: Any) -> None:
+        def post() -> None:
+            task = asyncio.get_running_loop().create_task(self.registry.call(kind, ident, method, arg))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())   # failures are not news
+        asyncio.get_running_loop().call_later(delay_s, post)
+
     # ---- fan-out ---------------------------------------------------------------------
-    def _fanout(self, members: frozenset[str], events: list[dict]) -> None:
-        frames = [(ev["conversation_id"], ev["seq"], event_frame(ev)) for ev in events]
-        for host, uids in group_by_owner("user", members, self.hosts).items():
+    def _fanout(self, users, frames: list[tuple[str, int, str, frozenset | None]]) -> None:
+        if not frames:
+            return
+        for host, uids in group_by_owner("user", users, self.hosts).items():
             if host == self.name:
                 self._deliver_local([(uids, frames)])
             else:
@@ -158,7 +182,7 @@ class ActorHost:
         self._peers[host] = handle
         return handle
 
-    async def deliver(self, batch: list[tuple[list[str], list[tuple[str, int, str]]]]) -> None:
+    async def deliver(self, batch: list[tuple[list[str], list[tuple[str, int, str, Any]]]]) -> None:
         self._deliver_local(batch)
 
     def _deliver_local(self, batch) -> None:
@@ -173,8 +197,8 @@ class ActorHost:
             for replica, sockets in by_replica.items():
                 box = self._outbox(replica)
                 sids = tuple(sockets)
-                for cid, seq, frame in frames:
-                    box.push((sids, cid, seq, frame))
+                for cid, seq, frame, forget in frames:
+                    box.push((sids, cid, seq, frame, forget))
 
     def _outbox(self, replica_id: str) -> Outbox:
         box = self.outboxes.get(replica_id)
@@ -183,7 +207,7 @@ class ActorHost:
         return box
 
     async def stream(self, replica_id: str):
-        """Yield batches of (socket_ids, cid, seq, frame) for one gateway replica, forever."""
+        """Yield batches of (socket_ids, cid, seq, frame, forget) for one gateway replica, forever."""
         self._ensure_started()
         box = self._outbox(replica_id)
         box.generation += 1

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-Item = tuple[tuple[str, ...], str, int, str]   # (socket_ids, conversation_id, seq, frame_text)
+# (socket_ids, conversation_id, seq, frame_text, forget): see ActorEnv.fanout.
+Item = tuple[tuple[str, ...], str, int, str, "frozenset[str] | None"]
 
 
 class Outbox:

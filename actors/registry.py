@@ -9,6 +9,7 @@ tries again. No Ray import: the host wraps this, the tests drive it directly.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from typing import Any, Callable, ClassVar, Protocol
@@ -94,9 +95,14 @@ class Registry:
         slot.last_used = self._clock.monotonic()
         return slot
 
+    def post(self, kind: str, ident: str, method: str, arg: Any = None) -> "asyncio.Future":
+        """Queue one message (activating the actor if needed) without waiting: messages posted
+        one after another reach the actor in that order. Raises RateLimited if its mailbox is full."""
+        return self._slot(kind, ident).mailbox.post(method, arg)
+
     async def call(self, kind: str, ident: str, method: str, arg: Any = None) -> Any:
         """Deliver one message to the actor (activating it if needed) and await its answer."""
-        return await self._slot(kind, ident).mailbox.post(method, arg)
+        return await self.post(kind, ident, method, arg)
 
     def peek(self, kind: str, ident: str) -> Any | None:
         """The activated actor, or None; never activates."""

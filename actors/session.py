@@ -3,6 +3,11 @@
 Exists while the user has a live connection; passivates once the last one is gone.
 Fan-out reads ``connections`` directly (a read of immutable snapshots, no mailbox
 round trip), while connects and disconnects go through the mailbox in order.
+
+Presence: online from the first socket; offline ``grace_s`` after the last one closes
+(a reconnect within the grace period is not news). Changes are stored in Redis (with a
+TTL the host refreshes, so a dead host's users go offline by themselves) and sent as
+``presence`` frames to the users who share a direct conversation with this one.
 """
 
 from __future__ import annotations
@@ -10,54 +15,59 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from raychat.clock import iso
 from raychat.errors import Invalid
 from storage.errors import StoreError
 
 from .env import ActorEnv
-from .events import utc
+from .events import dumps, utc
 from .registry import PassivationReason
 
 log = logging.getLogger(__name__)
 
+PRESENCE_GRACE_S = 2.0
+
 
 class SessionActor:
     batchable: ClassVar[frozenset[str]] = frozenset()
-    __slots__ = ("uid", "_env", "connections")
+    __slots__ = ("uid", "_env", "connections", "online", "_grace_token")
 
     def __init__(self, uid: str, env: ActorEnv):
         self.uid = uid
         self._env = env
         self.connections: dict[str, frozenset[str]] = {}   # replica_id -> socket ids
+        self.online = False
+        self._grace_token = 0
 
     async def on_activate(self) -> None:
         self.connections = {}
 
     async def on_passivate(self, reason: PassivationReason) -> None:
-        if self.connections:   # only when the host stops: the sockets die with it
-            await self._presence_offline()
+        if self.online:   # only when the host stops: the sockets die with it
+            await self._go_offline()
         self.connections = {}
 
     def can_passivate(self) -> bool:
-        return not self.connections
+        return not self.connections and not self.online
 
     async def handle(self, method: str, arg: Any) -> Any:
         if method == "connect":
             replica_id, socket_id = arg
-            first = not self.connections
             self.connections[replica_id] = self.connections.get(replica_id, frozenset()) | {socket_id}
-            if first:
-                await self._presence_online()
+            self._grace_token += 1           # cancels a pending offline
+            if not self.online:
+                await self._go_online()
             return self.socket_count()
-        if method == "disconnect":
-            replica_id, socket_id = arg
-            self._remove(replica_id, {socket_id})
-            if not self.connections:
-                await self._presence_offline()
+        if method in ("disconnect", "drop_replica"):
+            replica_id, sockets = (arg[0], {arg[1]}) if method == "disconnect" else (arg, None)
+            self._remove(replica_id, sockets)
+            if not self.connections and self.online:
+                self._grace_token += 1
+                self._env.call_later(PRESENCE_GRACE_S, "user", self.uid, "grace_over", self._grace_token)
             return self.socket_count()
-        if method == "drop_replica":
-            self._remove(arg, None)
-            if not self.connections:
-                await self._presence_offline()
+        if method == "grace_over":
+            if arg == self._grace_token and not self.connections and self.online:
+                await self._go_offline()
             return self.socket_count()
         raise Invalid(f"unknown session method {method!r}")
 
@@ -74,14 +84,29 @@ class SessionActor:
         else:
             self.connections.pop(replica_id, None)
 
-    async def _presence_online(self) -> None:
+    async def _go_online(self) -> None:
+        self.online = True
         try:
             await self._env.presence.set_online(self.uid, self._env.presence_ttl_s)
         except StoreError as exc:   # presence is best effort: the TTL repairs it
             log.warning("presence online for %s failed: %r", self.uid, exc)
+        await self._tell_contacts("online", None)
 
-    async def _presence_offline(self) -> None:
+    async def _go_offline(self) -> None:
+        self.online = False
+        now = utc(self._env.clock.now())
         try:
-            await self._env.presence.set_offline(self.uid, utc(self._env.clock.now()))
+            await self._env.presence.set_offline(self.uid, now)
         except StoreError as exc:
             log.warning("presence offline for %s failed: %r", self.uid, exc)
+        await self._tell_contacts("offline", iso(now))
+
+    async def _tell_contacts(self, status: str, last_seen: str | None) -> None:
+        try:
+            peers = await self._env.conversations.direct_peers(self.uid)
+        except StoreError as exc:
+            log.warning("presence of %s not sent: %r", self.uid, exc)
+            return
+        if peers:
+            frame = dumps({"type": "presence", "user_id": self.uid, "status": status, "last_seen": last_seen})
+            self._env.fanout(peers, [("", 0, frame, None)])

@@ -38,6 +38,15 @@ def normalize_username(raw: str) -> str:
     return name
 
 
+def derive_username(hint: str | None) -> str:
+    """A valid username made from a hint (an OpenID Connect ``preferred_username``, or the local
+    part of an email): normalized as above, other characters dropped, at most 24 characters so a
+    ``-xxxxxx`` suffix still fits, and ``user`` when fewer than 3 are left. Never raises."""
+    name = unicodedata.normalize("NFKC", hint if isinstance(hint, str) else "").casefold()
+    name = re.sub(r"[^a-z0-9_.-]+", "", name)[:USERNAME_MAX - 8]
+    return name if len(name) >= USERNAME_MIN else "user"
+
+
 def check_password(pw: str) -> None:
     """Accept a password of 8-256 characters (Unicode code points); any characters are allowed."""
     if not isinstance(pw, str):

@@ -19,7 +19,8 @@ from actors.events import event_frame
 
 log = logging.getLogger(__name__)
 
-ReadAfter = Callable[[str, int, int], Awaitable[list[dict]]]
+# read_after(cid, after_seq, limit) -> (events this user may see, last seq scanned, more to scan?)
+ReadAfter = Callable[[str, int, int], Awaitable[tuple[list[dict], int, bool]]]
 _PAGE = 500
 
 
@@ -42,15 +43,19 @@ class Conn:
         self.overflowed = False
 
     # ---- producers (never block) ---------------------------------------------------
-    def offer(self, cid: str, seq: int, frame: str) -> None:
-        """A live event from the fan-out."""
+    def offer(self, cid: str, seq: int, frame: str, forget: frozenset | None = None) -> None:
+        """A frame from the fan-out: an event (seq > 0) or an ephemeral frame (seq 0).
+
+        ``forget``: users for whom this event ends their membership; their sockets stop
+        tracking the conversation, so no gap fill ever reaches past their removal.
+        """
         if self.closed:
             return
         if len(self._queue) >= self._queue_max:
             self.overflowed = True
             self._wake.set()
             return
-        self._queue.append(("ev", cid, seq, frame))
+        self._queue.append(("ev", cid, seq, frame, forget))
         self._wake.set()
 
     def send(self, text: str) -> None:
@@ -87,6 +92,8 @@ class Conn:
                 await self._send_text(item[1])
             elif tag == "ev":
                 await self._deliver(item[1], item[2], item[3])
+                if item[4] and self.user_id in item[4]:
+                    self.delivered.pop(item[1], None)
             elif tag == "sync":
                 await self._replay(item[1], item[2], force=True)
             elif tag == "resync":
@@ -94,6 +101,9 @@ class Conn:
                     await self._replay(cid, last, force=False)
 
     async def _deliver(self, cid: str, seq: int, frame: str) -> None:
+        if seq == 0:
+            await self._send_text(frame)
+            return
         last = self.delivered.get(cid)
         if last is not None:
             if seq <= last:
@@ -106,7 +116,7 @@ class Conn:
     async def _replay(self, cid: str, after: int, *, force: bool, upto: int | None = None) -> None:
         """Send stored events (after, upto]; with force, even those delivered before."""
         while True:
-            events = await self._read_after(cid, after, _PAGE)
+            events, scanned, more = await self._read_after(cid, after, _PAGE)
             for ev in events:
                 seq = ev["seq"]
                 if upto is not None and seq > upto:
@@ -115,9 +125,9 @@ class Conn:
                     await self._send_text(event_frame(ev))
                 if seq > self.delivered.get(cid, 0):
                     self.delivered[cid] = seq
-                after = seq
-            if len(events) < _PAGE:
+            if not more or (upto is not None and scanned >= upto):
                 return
+            after = scanned
 
     def close(self) -> None:
         self.closed = True

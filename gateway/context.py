@@ -11,7 +11,11 @@ from raychat.errors import Unavailable
 from .hub import Hub
 from .router import HostRouter
 from .account_service import AccountService
+from .block_service import BlockService
+from .captcha import CaptchaVerifier
 from .chat_service import ChatService
+from .key_service import KeyService
+from .limits import Limits
 
 
 @dataclass
@@ -23,6 +27,10 @@ class Context:
     hub: Hub
     accounts: AccountService
     chat: ChatService
+    limits: Limits | None = None            # None only in tests that build a bare context
+    captcha: CaptchaVerifier | None = None  # None: CAPTCHA off (RAYCHAT_CAPTCHA_VERIFY_URL unset)
+    blocks: BlockService | None = None      # None only in tests that build a bare context
+    keys: KeyService | None = None          # None only in tests that build a bare context
 
 
 _current: Context | None = None

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from actors.events import MAX_SEQ
 from raychat.errors import Invalid
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -24,7 +25,7 @@ class _Frame(BaseModel):
 class Hello(_Frame):
     type: Literal["hello"]
     token: Annotated[str, Field(min_length=1, max_length=8192)]
-    since: dict[Id, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=1000)
+    since: dict[Id, Annotated[int, Field(ge=0, le=MAX_SEQ)]] = Field(default_factory=dict, max_length=1000)
 
 
 class Send(_Frame):
@@ -33,22 +34,70 @@ class Send(_Frame):
     client_msg_id: Id
     body: str
     attachments: list[Id] = Field(default_factory=list, max_length=10)
-    reply_to: Annotated[int, Field(ge=1)] | None = None
+    reply_to: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
 
 
 class Sync(_Frame):
     type: Literal["sync"]
     conversation_id: Id
-    after_seq: Annotated[int, Field(ge=0)] = 0
+    after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = 0
 
 
 class Ping(_Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[Union[Hello, Send, Sync, Ping], Field(discriminator="type")]
+class Auth(_Frame):
+    """A fresh access token for the same user, sent before the current one expires: the socket
+    then lives until the new token's expiry (answer: ``authed {expires_in}``)."""
+    type: Literal["auth"]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+Emoji = Annotated[str, Field(min_length=1, max_length=32)]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+
+
+class Edit(_Frame):
+    type: Literal["edit"]
+    conversation_id: Id
+    seq: Seq
+    body: str
+    ref: Id | None = None
+
+
+class Delete(_Frame):
+    type: Literal["delete"]
+    conversation_id: Id
+    seq: Seq
+    ref: Id | None = None
+
+
+class React(_Frame):
+    type: Literal["react"]
+    conversation_id: Id
+    seq: Seq
+    emoji: Emoji
+    on: bool = True
+    ref: Id | None = None
+
+
+class Read(_Frame):
+    type: Literal["read"]
+    conversation_id: Id
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
+
+
+class Typing(_Frame):
+    type: Literal["typing"]
+    conversation_id: Id
+    on: bool
+
+
+ClientFrame = Annotated[Union[Hello, Send, Sync, Ping, Edit, Delete, React, Read, Typing, Auth],
+                        Field(discriminator="type")]
 _adapter = TypeAdapter(ClientFrame)
-KNOWN_TYPES = ("hello", "send", "sync", "ping")
+KNOWN_TYPES = ("hello", "send", "sync", "ping", "edit", "delete", "react", "read", "typing", "auth")
 
 
 class NotJson(Exception):

@@ -12,21 +12,39 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from raychat.errors import ChatError, Internal, Invalid, NotFound, TooLarge, Unauthorized
+from raychat.errors import ChatError, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable
+
+from . import edge
+from .context import context
 
 log = logging.getLogger(__name__)
 
-_BY_STATUS = {400: Invalid, 401: Unauthorized, 404: NotFound, 413: TooLarge}
+_BY_STATUS = {401: Unauthorized, 404: NotFound, 413: TooLarge}
 
 
-def error_response(exc: ChatError, status: int | None = None) -> JSONResponse:
-    headers = {}
+def error_response(exc: ChatError, status: int | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
     if exc.retry_after_ms is not None:
         headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))
     body = exc.to_dict()
     body.pop("ref", None)
     return JSONResponse(body, status_code=status or exc.http_status, headers=headers)
+
+
+def log_rejection(scope, exc: ChatError, status: int | None = None) -> None:
+    """One line per refused request: who (the client IP), what route, which answer. Never the
+    body, the query string or a header: those may hold passwords and tokens."""
+    status = status or exc.http_status
+    try:
+        trusted = context().settings.trusted_proxy_networks()
+    except Unavailable:            # no context yet (the replica is starting)
+        trusted = ()
+    log.log(logging.WARNING if status in (403, 429, 503) else logging.INFO,
+            "refused %s %s from ip %s: %d %s: %s", scope.get("method"), scope.get("path"),
+            edge.client_ip(scope, trusted), status, exc.code, exc.message[:200])
 
 
 def describe_validation(exc: RequestValidationError) -> str:
@@ -40,22 +58,46 @@ def describe_validation(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChatError)
     async def _chat(request: Request, exc: ChatError):
+        log_rejection(request.scope, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        return error_response(Invalid(describe_validation(exc)))
+        err = Invalid(describe_validation(exc))
+        log_rejection(request.scope, err)
+        return error_response(err)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:
+            # FastAPI's one 400 is a body it cannot decode (not UTF-8): bad JSON, so answer as for bad JSON.
+            err = Invalid("body: not valid JSON")
+            log_rejection(request.scope, err)
+            return error_response(err)
         cls = _BY_STATUS.get(exc.status_code, Invalid)
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return error_response(cls(message), status=exc.status_code)
+        log_rejection(request.scope, cls(message), exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # A 405 lists every method of the resource (RFC 9110, 15.5.6); Starlette's own Allow
+            # names only those of the first route on the path (GET of GET+PATCH /v1/users/me).
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(cls(message), status=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(Internal("internal error"))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app serves at this request's path."""
+    routes = request.app.router.routes
+    return [m for m in _METHODS
+            if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
 
 
 class BodyLimit:
@@ -101,5 +143,6 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _reject(self, scope, receive, send):
-        resp = error_response(TooLarge(f"request body over {self.max_bytes} bytes"))
-        await resp(scope, receive, send)
+        exc = TooLarge(f"request body over {self.max_bytes} bytes")
+        log_rejection(scope, exc)
+        await error_response(exc)(scope, receive, send)

@@ -68,15 +68,16 @@ class Hub:
                         delay = 0.1
                         if broken:
                             await self._recover(host)
-                    for socket_ids, cid, seq, frame in batch:
+                    for socket_ids, cid, seq, frame, forget in batch:
                         for sid in socket_ids:
                             conn = self.conns.get(sid)
                             if conn is not None:
-                                conn.offer(cid, seq, frame)
+                                conn.offer(cid, seq, frame, forget)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("stream from %s broke: %r; resubscribing", host, exc)
+                await self.router.refresh(host)
             self.attached[host] = False
             broken = True
             await asyncio.sleep(delay)

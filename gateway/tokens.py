@@ -1,11 +1,19 @@
-"""Access tokens: HS256 JWTs signed with one server secret, and where that secret lives.
+"""Access tokens: HS256 JWTs signed with one of a few server secrets, and where the main one lives.
 
 PyJWT reads the wall clock itself (it has no clock parameter), so ``verify`` lets PyJWT check
 the signature, algorithm, issuer, audience and required claims, and checks ``exp``, ``nbf`` and
 ``iat`` itself against the injected clock: expiry is tested by moving a FakeClock.
 
-Only HS256 is accepted, pinned here and never read from the token. Header fields that name keys
-(``jku``, ``x5u``, ``jwk``, ``kid``) are ignored: nothing is fetched or looked up from a token.
+Keys and rotation: every token names its key in the ``kid`` header. The issuer holds a small
+dictionary ``{kid: secret}`` (RAYCHAT_JWT_SECRET under ``key_id(secret)``, plus RAYCHAT_JWT_KEYS)
+and signs with one of them (RAYCHAT_JWT_SIGNING_KID). Verification looks the token's kid up in that
+dictionary and nowhere else: an unknown or missing kid is Unauthorized, and a kid such as
+``../../etc/passwd`` is just an unknown string. Rotating is three deploys, and no token is ever
+refused on the way: add the next key to RAYCHAT_JWT_KEYS; then make it the signer; once the old
+signer's last tokens have expired (access_token_ttl_s), drop the old key.
+
+Only HS256 is accepted, pinned here and never read from the token. Header fields that point at
+keys elsewhere (``jku``, ``x5u``, ``jwk``) are ignored: nothing is ever fetched for a token.
 """
 
 from __future__ import annotations
@@ -14,29 +22,41 @@ import math
 import os
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jwt
 
 from raychat.clock import Clock
+from raychat.config import JWT_MIN_SECRET_BYTES as MIN_SECRET_BYTES  # RFC 7518 §3.2
+from raychat.config import jwt_key_id as key_id
 from raychat.errors import Unauthorized
 
 ALGORITHM = "HS256"
 MAX_TOKEN_CHARS = 4096
-MIN_SECRET_BYTES = 32    # RFC 7518 §3.2: an HS256 key is at least as long as the hash output
 SECRET_FILE = "jwt.secret"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a valid access token says: whose it is and until when (epoch seconds, its ``exp``)."""
+    user_id: str
+    expires_at: float
 
 
 class TokenIssuer:
     """Issues and verifies access tokens for one issuer and audience.
 
-    ``leeway_s`` (0-5 s) absorbs clock skew between replicas for ``exp``, ``nbf`` and ``iat``.
+    ``extra_keys`` ({kid: secret}) verify too; ``signing_kid`` picks the signer among all keys
+    (default: ``key_id(secret)``). ``leeway_s`` (0-5 s) absorbs clock skew between replicas for
+    ``exp``, ``nbf`` and ``iat``.
     """
 
     def __init__(self, secret: str, issuer: str, audience: str, ttl_s: int, clock: Clock,
-                 *, leeway_s: float = 5.0):
+                 *, leeway_s: float = 5.0, extra_keys: Mapping[str, str] | None = None,
+                 signing_kid: str | None = None):
         if not isinstance(secret, str) or len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"the JWT secret must be at least {MIN_SECRET_BYTES} bytes "
                              "(set RAYCHAT_JWT_SECRET to a longer value, or unset it to generate one)")
@@ -44,7 +64,19 @@ class TokenIssuer:
             raise ValueError("the access token TTL must be positive (RAYCHAT_ACCESS_TOKEN_TTL_S)")
         if not 0 <= leeway_s <= 5:
             raise ValueError("leeway_s must be between 0 and 5 seconds")
-        self._secret = secret
+        self._keys = {key_id(secret): secret}
+        for kid, extra in (extra_keys or {}).items():
+            if not isinstance(extra, str) or len(extra.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"RAYCHAT_JWT_KEYS: the secret of kid {kid!r} must be at least "
+                                 f"{MIN_SECRET_BYTES} bytes")
+            if self._keys.get(kid, extra) != extra:
+                raise ValueError(f"RAYCHAT_JWT_KEYS: kid {kid!r} is already the kid of RAYCHAT_JWT_SECRET, "
+                                 "with another secret")
+            self._keys[kid] = extra
+        self.signing_kid = key_id(secret) if signing_kid is None else signing_kid
+        if self.signing_kid not in self._keys:
+            raise ValueError(f"RAYCHAT_JWT_SIGNING_KID {self.signing_kid!r} names no key: it must be a kid in "
+                             f"RAYCHAT_JWT_KEYS or {key_id(secret)!r}, the kid of RAYCHAT_JWT_SECRET")
         self._issuer = issuer
         self._audience = audience
         self._ttl_s = int(ttl_s)
@@ -65,21 +97,30 @@ class TokenIssuer:
             "aud": self._audience,
             "jti": secrets.token_urlsafe(16),
         }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl_s
+        token = jwt.encode(claims, self._keys[self.signing_kid], algorithm=ALGORITHM,
+                           headers={"kid": self.signing_kid})
+        return token, self._ttl_s
 
     def verify(self, token: str) -> str:
         """The ``sub`` (user id) of a valid token; anything else raises ``Unauthorized``.
 
         Messages are short and fixed; they never contain the token.
         """
+        return self.check(token).user_id
+
+    def check(self, token: str) -> Access:
+        """``verify``, also telling when the token expires (a WebSocket closes then)."""
         if not isinstance(token, str) or not token:
             raise Unauthorized("token is missing or not a string")
         if len(token) > MAX_TOKEN_CHARS:
             raise Unauthorized("token is too long")
+        secret = self._keys.get(self._kid(token))
+        if secret is None:
+            raise Unauthorized("token names an unknown key")
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                secret,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,
@@ -101,21 +142,35 @@ class TokenIssuer:
             raise Unauthorized("token is malformed") from exc
         except (ValueError, TypeError) as exc:  # a parser edge PyJWT did not wrap: still bad input
             raise Unauthorized("token is malformed") from exc
-        return self._check_times_and_subject(claims)
+        sub = check_times_and_subject(claims, self._clock.now(), self._leeway)
+        return Access(sub, _numeric_date(claims, "exp"))
 
-    def _check_times_and_subject(self, claims: dict[str, Any]) -> str:
-        now = self._clock.now()
-        exp = _numeric_date(claims, "exp")
-        iat = _numeric_date(claims, "iat")
-        nbf = _numeric_date(claims, "nbf") if "nbf" in claims else None
-        if exp <= now - self._leeway:
-            raise Unauthorized("token has expired")
-        if iat > now + self._leeway or (nbf is not None and nbf > now + self._leeway):
-            raise Unauthorized("token is not yet valid")
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not sub:
-            raise Unauthorized("token is malformed")
-        return sub
+    @staticmethod
+    def _kid(token: str) -> str:
+        # Read before the signature is checked, so it is only ever a key into self._keys.
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise Unauthorized("token is malformed") from exc
+        if not isinstance(kid, str):
+            raise Unauthorized("token names no key")
+        return kid
+
+
+def check_times_and_subject(claims: dict[str, Any], now: float, leeway: float) -> str:
+    """The ``sub`` of claims whose ``exp``, ``iat`` and ``nbf`` hold at ``now`` (± ``leeway``);
+    else ``Unauthorized``. The one place token times are judged (access and ID tokens)."""
+    exp = _numeric_date(claims, "exp")
+    iat = _numeric_date(claims, "iat")
+    nbf = _numeric_date(claims, "nbf") if "nbf" in claims else None
+    if exp <= now - leeway:
+        raise Unauthorized("token has expired")
+    if iat > now + leeway or (nbf is not None and nbf > now + leeway):
+        raise Unauthorized("token is not yet valid")
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("token is malformed")
+    return sub
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:

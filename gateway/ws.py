@@ -5,11 +5,17 @@ hello_timeout_s (or the handshake carried ``Authorization: Bearer``). In LIVE,
 a reader parses frames and a writer (gateway/conn.py) sends everything the
 client gets, in order. Close codes: 1003 binary, 1007 not JSON, 1008 policy
 (auth, repeated invalid frames), 1009 frame too large, 1013 too slow a consumer.
+
+A socket is authorized until its access token's ``exp``; then it is closed with 1008. An ``auth``
+frame carrying a fresh token of the same user, sent before that, moves the deadline to the new
+token's ``exp`` (answer ``authed {expires_in}``); a bad token, or one of another user, is answered
+with an ``unauthorized`` error and close 1008.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -20,8 +26,10 @@ from actors.events import dumps
 from raychat.clock import iso
 from raychat.errors import ChatError, Internal, Invalid, NotFound, RateLimited, Unauthorized
 
+from . import edge
 from .conn import Conn, SlowConsumer
-from .frames import Hello, NotJson, Ping, Send, Sync, load, parse_frame
+from .frames import Auth, Delete, Edit, Hello, NotJson, Ping, React, Read, Send, Sync, Typing, load, parse_frame
+from .tokens import Access
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +39,11 @@ INVALID_REFILL_PER_S = 1.0
 
 
 class Close(Exception):
-    def __init__(self, code: int, reason: str):
+    def __init__(self, code: int, reason: str, frame: str | None = None):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.frame = frame          # sent just before the close, e.g. the error that explains it
 
 
 def error_frame(exc: ChatError, ref: str | None = None) -> str:
@@ -52,27 +61,41 @@ class Session:
         self.accounts = ctx.accounts
         self.svc = ctx.chat
         self.hub = ctx.hub
+        self.clock = ctx.accounts.clock
+        self.expires_at = 0.0       # the socket's authorization ends at this exp (epoch seconds)
         self.conn: Conn | None = None
         self.inflight = 0
         self.tasks: set[asyncio.Task] = set()
         self._budget = float(INVALID_BURST)
         self._budget_at = time.monotonic()
+        self.slot = None            # this socket's place among its user's ws_connections_per_user
+        # Sends reach ChatService.send in frame order (it keeps that order from there on). The
+        # rate limiter's round trips end in any order, so they run one at a time, first come
+        # first served; svc.send is entered before the next send's check resumes.
+        self._limit_order = asyncio.Lock()
 
     async def run(self) -> None:
         await self.ws.accept()
         writer: asyncio.Task | None = None
         try:
-            user_id, hello = await self._authenticate()
-            self.conn = Conn(self.hub.new_socket_id(), user_id, self.ws.send_text, self.svc.read_after,
+            access, hello = await self._authenticate()
+            user_id, self.expires_at = access.user_id, access.expires_at
+            self.slot = await self._admit(user_id)
+            read = functools.partial(self.svc.read_visible, user_id)
+            self.conn = Conn(self.hub.new_socket_id(), user_id, self.ws.send_text, read,
                              self.settings.socket_queue_max)
             self.hub.add(self.conn)
-            writer = asyncio.get_running_loop().create_task(self.conn.run_writer())
             self.conn.send(dumps({"type": "welcome", "user_id": user_id, "session_id": self.conn.socket_id}))
             if hello is not None:
                 await self._resume(hello.since)
             await self.hub.connect(self.conn)
+            # Only now does anything leave: welcome promises live delivery, and from here on the
+            # user's session knows this socket, so no event can fall between the two.
+            writer = asyncio.get_running_loop().create_task(self.conn.run_writer())
             await self._read_loop(writer)
         except Close as c:
+            if c.frame is not None:
+                await self._send_now(c.frame)
             await self._close(c.code, c.reason)
         except SlowConsumer:
             await self._close(1013, "too slow a consumer: reconnect and resume")
@@ -87,6 +110,8 @@ class Session:
         finally:
             for t in self.tasks:
                 t.cancel()
+            if self.slot is not None:
+                await self.ctx.limits.close_socket(self.slot)
             if self.conn is not None:
                 self.conn.close()
                 self.hub.remove(self.conn)
@@ -95,7 +120,7 @@ class Session:
                 writer.cancel()
 
     # ---- AWAIT_HELLO ------------------------------------------------------------------
-    async def _authenticate(self) -> tuple[str, Hello | None]:
+    async def _authenticate(self) -> tuple[Access, Hello | None]:
         header = self.ws.headers.get("authorization")
         if header:
             scheme, _, token = header.partition(" ")
@@ -112,11 +137,20 @@ class Session:
             raise Close(1008, "the first frame must be hello")
         return self._verify(frame.token), frame
 
-    def _verify(self, token: str) -> str:
+    def _verify(self, token: str) -> Access:
         try:
-            return self.accounts.authenticate(token)
+            return self.accounts.access(token)
         except Unauthorized as exc:
             raise Close(1008, f"unauthorized: {exc.message}"[:120]) from None
+
+    async def _admit(self, user_id: str):
+        """Over the user's connection limit the socket gets an error frame (rate_limited,
+        retry_after_ms) and close 1008: the limit is per user, and the user is known only now."""
+        try:
+            return await self.ctx.limits.open_socket(user_id)
+        except RateLimited as exc:
+            await self._send_now(error_frame(exc))
+            raise Close(1008, "too many connections for this user") from None
 
     async def _resume(self, since: dict[str, int]) -> None:
         for cid, seq in since.items():
@@ -130,16 +164,44 @@ class Session:
 
     # ---- LIVE -------------------------------------------------------------------------
     async def _read_loop(self, writer: asyncio.Task) -> None:
-        while True:
-            receive = asyncio.ensure_future(self._receive_text())
-            done, _ = await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if writer in done:
-                receive.cancel()
-                writer.result()      # raises SlowConsumer or the send error
-                return
-            frame = self._parse(receive.result())
-            if frame is not None:
-                self._dispatch(frame)
+        expiry = asyncio.get_running_loop().create_task(self._expire())
+        try:
+            while True:
+                receive = asyncio.ensure_future(self._receive_text())
+                done, _ = await asyncio.wait({receive, writer, expiry}, return_when=asyncio.FIRST_COMPLETED)
+                if expiry in done:
+                    receive.cancel()
+                    expiry.result()      # raises Close(1008)
+                if writer in done:
+                    receive.cancel()
+                    writer.result()      # raises SlowConsumer or the send error
+                    return
+                frame = self._parse(receive.result())
+                if frame is not None:
+                    self._dispatch(frame)
+        finally:
+            expiry.cancel()
+
+    async def _expire(self) -> None:
+        """Close the socket when its token expires; an ``auth`` frame moves ``expires_at`` meanwhile."""
+        while (left := self.expires_at - self.clock.now()) > 0:
+            await asyncio.sleep(left)
+        log.info("closing websocket of user %s: access token expired", self.conn.user_id)
+        raise Close(1008, "unauthorized: access token expired",
+                    error_frame(Unauthorized("access token expired: reconnect with a new one")))
+
+    def _reauth(self, f: Auth) -> None:
+        try:
+            access = self.accounts.access(f.token)
+        except Unauthorized as exc:
+            raise Close(1008, f"unauthorized: {exc.message}"[:120], error_frame(exc)) from None
+        if access.user_id != self.conn.user_id:
+            log.warning("closing websocket of user %s: auth frame with another user's token", self.conn.user_id)
+            exc = Unauthorized("token is for another user")
+            raise Close(1008, f"unauthorized: {exc.message}", error_frame(exc))
+        # A token that expires sooner than the one in force takes nothing away.
+        self.expires_at = max(self.expires_at, access.expires_at)
+        self.conn.send(dumps({"type": "authed", "expires_in": max(0, int(self.expires_at - self.clock.now()))}))
 
     async def _receive_text(self) -> str:
         msg = await self.ws.receive()
@@ -194,6 +256,12 @@ class Session:
             self._spawn(self._send(frame))
         elif isinstance(frame, Sync):
             self._spawn(self._sync(frame))
+        elif isinstance(frame, (Edit, Delete, React)):
+            self._spawn(self._change(frame))
+        elif isinstance(frame, (Read, Typing)):
+            self._spawn(self._quiet(frame))
+        elif isinstance(frame, Auth):
+            self._reauth(frame)
         elif isinstance(frame, Hello):
             conn.send(error_frame(Invalid("type: already authenticated on this socket")))
 
@@ -205,6 +273,8 @@ class Session:
     async def _send(self, f: Send) -> None:
         self.inflight += 1
         try:
+            async with self._limit_order:
+                await self.ctx.limits.message(self.conn.user_id, ref=f.client_msg_id)
             ev = await self.svc.send(self.conn.user_id, f.conversation_id, f.client_msg_id, f.body,
                                      list(f.attachments), f.reply_to)
             self.conn.send(dumps({"type": "ack", "client_msg_id": f.client_msg_id,
@@ -217,6 +287,38 @@ class Session:
             self.conn.send(error_frame(Internal("internal error"), ref=f.client_msg_id))
         finally:
             self.inflight -= 1
+
+    async def _change(self, f: Edit | Delete | React) -> None:
+        """edit / delete / react: answered with ack (seq null when nothing changed) or error, by ref."""
+        uid, svc = self.conn.user_id, self.svc
+        try:
+            if isinstance(f, Edit):
+                ev = await svc.edit(uid, f.conversation_id, f.seq, f.body)
+            elif isinstance(f, Delete):
+                ev = await svc.delete(uid, f.conversation_id, f.seq)
+            else:
+                ev = await svc.react(uid, f.conversation_id, f.seq, f.emoji, f.on)
+            ack = {"type": "ack", "ref": f.ref, "conversation_id": f.conversation_id,
+                   "seq": ev["seq"] if ev else None, "created_at": iso(ev["created_at"]) if ev else None}
+            self.conn.send(dumps(ack))
+        except ChatError as exc:
+            self.conn.send(error_frame(exc, ref=f.ref))
+        except Exception:
+            log.exception("%s failed", f.type)
+            self.conn.send(error_frame(Internal("internal error"), ref=f.ref))
+
+    async def _quiet(self, f: Read | Typing) -> None:
+        """read / typing: no answer unless they fail."""
+        try:
+            if isinstance(f, Read):
+                await self.svc.read(self.conn.user_id, f.conversation_id, f.seq)
+            else:
+                await self.svc.typing(self.conn.user_id, f.conversation_id, f.on)
+        except ChatError as exc:
+            self.conn.send(error_frame(exc, ref=f.conversation_id))
+        except Exception:
+            log.exception("%s failed", f.type)
+            self.conn.send(error_frame(Internal("internal error"), ref=f.conversation_id))
 
     async def _sync(self, f: Sync) -> None:
         try:
@@ -235,6 +337,9 @@ class Session:
             pass
 
     async def _close(self, code: int, reason: str) -> None:
+        who = (f"user {self.conn.user_id}" if self.conn is not None else
+               f"ip {edge.client_ip(self.ws.scope, self.settings.trusted_proxy_networks())}")
+        log.info("closing websocket of %s: %d %s", who, code, reason)
         try:
             if self.ws.application_state == WebSocketState.CONNECTED:
                 await self.ws.close(code=code, reason=reason)

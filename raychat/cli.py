@@ -22,6 +22,9 @@ UP_OPTIONS = {
     "data_dir": ("--data-dir", "DIR", "directory for the embedded MongoDB, Redis, media and JWT secret; "
                                     "created if missing, kept across restarts"),
     "hosts": ("--hosts", "N", "number of ActorHost Ray actors, each hosting many conversations and sessions"),
+    "tls_cert": ("--tls-cert", "PATH", "PEM certificate chain: serve HTTPS and WSS instead of HTTP and WS "
+                                       "(with --tls-key)"),
+    "tls_key": ("--tls-key", "PATH", "PEM private key of --tls-cert, unencrypted"),
 }
 
 
@@ -91,6 +94,8 @@ def _up(args: argparse.Namespace) -> int:
 
 def _default(field: str) -> str:
     value = Settings.model_fields[field].default
+    if value is None:
+        return "unset"
     if isinstance(value, Path) and not value.is_absolute():
         return f"./{value}"
     return str(value)

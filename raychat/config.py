@@ -6,15 +6,87 @@ Settings cross Ray boundaries as the plain dict from ``Settings.to_dict()``.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ConfigError(SystemExit):
     """Raised at boot; its text says which environment variable to fix."""
+
+
+# RFC 7518 §3.2: an HS256 key is at least as long as the hash output (gateway/tokens.py checks
+# RAYCHAT_JWT_SECRET against the same bound).
+JWT_MIN_SECRET_BYTES = 32
+_KID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+
+
+class OidcIssuer(BaseModel):
+    """One OpenID Connect provider whose ID tokens ``POST /v1/auth/oidc`` accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1)       # the exact ``iss`` its tokens carry
+    audience: str = Field(min_length=1)     # our client id there: the ``aud`` its tokens must carry
+    jwks_uri: str                           # where its signing keys are published (never from a token)
+    # Pinned per issuer; only asymmetric ones: an HMAC "key" from a JWKS would be public.
+    algorithms: tuple[Literal[OIDC_ALGORITHMS], ...] = Field(("RS256",), min_length=1)  # type: ignore[valid-type]
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _jwks_uri(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"jwks_uri {v!r} must be an http(s) URL")
+        return v
+
+
+def jwt_key_id(secret: str) -> str:
+    """The kid of RAYCHAT_JWT_SECRET: the first 8 hex digits of its SHA-256.
+
+    Derived, so the simple one-secret setup needs no kid setting and every replica agrees. The
+    32 bits it reveals say nothing useful about a secret of at least 256 bits.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def parse_jwt_keys(text: str) -> dict[str, str]:
+    """``{kid: secret}`` from RAYCHAT_JWT_KEYS: a JSON object, or ``kid=secret,kid=secret``.
+
+    The second form splits each entry at its first ``=``, so a secret may contain ``=`` (base64
+    padding) but not ``,``; use JSON for such secrets.
+    """
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            keys = json.loads(text)
+        except ValueError:
+            raise ValueError("is not valid JSON (expected {\"kid\": \"secret\", ...})") from None
+        if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+            raise ValueError("must map each kid to a secret string")
+    else:
+        keys = {}
+        for entry in filter(None, (e.strip() for e in text.split(","))):
+            kid, sep, secret = entry.partition("=")
+            if not sep:
+                raise ValueError("each entry must be kid=secret")
+            if kid.strip() in keys:
+                raise ValueError(f"kid {kid.strip()!r} is listed twice")
+            keys[kid.strip()] = secret.strip()
+    for kid, secret in keys.items():
+        if not _KID.fullmatch(kid):
+            raise ValueError(f"kid {kid[:70]!r} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
+        if len(secret.encode()) < JWT_MIN_SECRET_BYTES:
+            raise ValueError(f"the secret of kid {kid!r} must be at least {JWT_MIN_SECRET_BYTES} bytes")
+    return keys
 
 
 class Settings(BaseSettings):
@@ -24,6 +96,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Path("./var")
+    # HTTPS and WSS on that port, terminated by Serve's proxy: PEM files, both or neither.
+    tls_cert: Path | None = None                # the certificate chain, leaf first
+    tls_key: Path | None = Field(None, validate_default=True)   # its private key, unencrypted
 
     # MongoDB: unset means "start the embedded SecantusDB under data_dir".
     mongodb_uri: str | None = None
@@ -47,6 +122,16 @@ class Settings(BaseSettings):
     jwt_issuer: str = "raychat"
     jwt_audience: str = "raychat"
     access_token_ttl_s: int = Field(900, ge=30, le=86_400)
+    # Rotation: extra verification keys, so tokens signed with an old or a next key stay valid on
+    # every replica while the signer changes. The secret above has the kid sha256(secret)[:8].
+    jwt_keys: Annotated[dict[str, str] | None, NoDecode] = None     # kid=secret,kid=secret or JSON
+    jwt_signing_kid: str | None = None          # unset: the kid of jwt_secret signs
+    refresh_token_ttl_s: int = Field(30 * 86_400, ge=60)   # a refresh token unused this long is dead
+
+    # OpenID Connect login: a JSON list of {issuer, audience, jwks_uri, algorithms?}; empty: off.
+    oidc_issuers: list[OidcIssuer] = []
+    oidc_jwks_ttl_s: int = Field(3600, ge=1)            # a fetched JWKS is used this long...
+    oidc_jwks_refetch_s: float = Field(60.0, ge=0)      # ...and refetched for an unknown kid at most this often
 
     # Virtual-actor runtime.
     hosts: int = Field(2, ge=1, le=1024)        # ActorHost Ray actors
@@ -55,6 +140,7 @@ class Settings(BaseSettings):
     mailbox_capacity: int = Field(1000, ge=1)
     dedupe_window: int = Field(1024, ge=16)     # recent client_msg_ids each conversation keeps in memory
     presence_ttl_s: int = Field(30, ge=2)
+    max_group_members: int = Field(10_000, ge=2)
 
     # Gateway.
     gateway_replicas: int = Field(1, ge=1)
@@ -66,6 +152,64 @@ class Settings(BaseSettings):
     socket_queue_max: int = Field(2000, ge=10)          # events buffered for one slow socket before 1013
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Abuse limits (gateway/limits.py; token buckets in Redis shared by every replica). A bucket
+    # of N per window refills one token every window/N seconds, so bursts are capped and a
+    # steady trickle below the rate is never refused.
+    login_attempts_per_account: int = Field(10, ge=1)   # per login_window_s: stops guessing one password
+    login_attempts_per_ip: int = Field(100, ge=1)       # per login_window_s: stops spraying many accounts
+    login_window_s: int = Field(900, ge=1)
+    registrations_per_ip: int = Field(20, ge=1)         # per registration_window_s
+    registration_window_s: int = Field(3600, ge=1)
+    message_burst: int = Field(30, ge=1)                # messages one user may send at once...
+    messages_per_s: float = Field(5.0, gt=0)            # ...and for as long as they like at this rate
+    typing_burst: int = Field(10, ge=1)
+    typing_per_s: float = Field(2.0, gt=0)
+    ws_connections_per_user: int = Field(20, ge=1)      # open WebSockets per user, over all replicas
+
+    # The edge. Unset trusted_proxies: the client address is the TCP peer's, and
+    # X-Forwarded-For is ignored (anyone can write it).
+    trusted_proxies: str | None = None          # comma-separated IPs or CIDRs whose X-Forwarded-For is believed
+    allowed_origins: str | None = None          # comma-separated origins, or "*"; unset: same host only
+    captcha_verify_url: str | None = None       # a siteverify URL (hCaptcha, reCAPTCHA); unset: no CAPTCHA
+    captcha_secret: str | None = Field(None, validate_default=True)
+
+    @field_validator("jwt_keys", mode="before")
+    @classmethod
+    def _jwt_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_jwt_keys(v) or None
+        if isinstance(v, dict):
+            return parse_jwt_keys(json.dumps(v)) or None
+        return v
+
+    @field_validator("jwt_keys")
+    @classmethod
+    def _keys_vs_secret(cls, v: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        secret = info.data.get("jwt_secret")
+        if v and secret and v.get(jwt_key_id(secret), secret) != secret:
+            raise ValueError(f"kid {jwt_key_id(secret)!r} is the kid of RAYCHAT_JWT_SECRET, with another secret")
+        return v
+
+    @field_validator("jwt_signing_kid")
+    @classmethod
+    def _signing_kid(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not _KID.fullmatch(v):
+            raise ValueError("must be a kid: 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
+        secret, keys = info.data.get("jwt_secret"), info.data.get("jwt_keys") or {}
+        # Unset RAYCHAT_JWT_SECRET: the generated secret's kid is only known once it exists.
+        if v is not None and secret and v not in keys and v != jwt_key_id(secret):
+            raise ValueError(f"names no key: use a kid of RAYCHAT_JWT_KEYS or {jwt_key_id(secret)!r}, "
+                             "the kid of RAYCHAT_JWT_SECRET")
+        return v
+
+    @field_validator("oidc_issuers")
+    @classmethod
+    def _oidc_issuers(cls, v: list[OidcIssuer]) -> list[OidcIssuer]:
+        names = [i.issuer for i in v]
+        if len(set(names)) != len(names):
+            raise ValueError("each issuer may be listed once")
+        return v
+
     @field_validator("write_concern")
     @classmethod
     def _wc(cls, v: str) -> str:
@@ -73,12 +217,87 @@ class Settings(BaseSettings):
             raise ValueError("must be 'majority' or a number of nodes")
         return v
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str | None) -> str | None:
+        for entry in _entries(v):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
+        return v
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: str | None) -> str | None:
+        for entry in _entries(v):
+            parts = urlsplit(entry)
+            if entry != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                                 or parts.path not in ("", "/") or parts.query or parts.username):
+                raise ValueError(f"{entry!r} is not an origin like https://chat.example.com[:port], nor *")
+        return v
+
+    @field_validator("captcha_verify_url")
+    @classmethod
+    def _captcha_url(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL, e.g. https://api.hcaptcha.com/siteverify")
+        return v
+
+    @field_validator("captcha_secret")
+    @classmethod
+    def _captcha_secret(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("captcha_verify_url") and not v:
+            raise ValueError("must be set when RAYCHAT_CAPTCHA_VERIFY_URL is")
+        return v
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _tls_path(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        # Absolute, because Serve's proxy actor reads the files from its own working directory.
+        v = v.expanduser().absolute() if v is not None else None
+        if info.field_name == "tls_key" and (info.data.get("tls_cert") is None) != (v is None):
+            raise ValueError("RAYCHAT_TLS_CERT and RAYCHAT_TLS_KEY go together: set both, or neither for plain HTTP")
+        return v
+
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(e, strict=False) for e in _entries(self.trusted_proxies)]
+
+    def allowed_origin_set(self) -> frozenset[str]:
+        """Each allowed origin as a browser sends it: lower case, no trailing slash."""
+        return frozenset(e.lower().rstrip("/") for e in _entries(self.allowed_origins))
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
         return cls.model_validate(data)
+
+
+def _entries(value: str | None) -> list[str]:
+    return [e.strip() for e in (value or "").split(",") if e.strip()]
+
+
+_SECRETS = frozenset({"jwt_secret", "jwt_keys", "s3_secret_key", "captcha_secret"})
+
+
+def check_tls_files(settings: Settings) -> None:
+    """Load the certificate and key once before anything starts, so a wrong path or a key that does
+    not match the certificate stops ``raychat up`` with a sentence, not a proxy that never listens."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return
+    import ssl
+
+    for name, path in (("RAYCHAT_TLS_CERT", settings.tls_cert), ("RAYCHAT_TLS_KEY", settings.tls_key)):
+        if not path.is_file():
+            raise ConfigError(f"raychat: bad configuration: {name}: no such file {str(path)!r}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"raychat: bad configuration: RAYCHAT_TLS_CERT / RAYCHAT_TLS_KEY: cannot load "
+                          f"{str(settings.tls_cert)!r} with {str(settings.tls_key)!r} as a PEM certificate "
+                          f"chain and its unencrypted private key ({exc})") from None
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -89,6 +308,8 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for err in exc.errors():
             name = "RAYCHAT_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+            # Boot messages end up in logs: a secret's value is never repeated there.
+            got = "a hidden value" if err["loc"] and err["loc"][0] in _SECRETS else repr(err.get("input"))
+            lines.append(f"{name}: {err['msg']} (got {got})")
         raise ConfigError("raychat: bad configuration, change these environment variables:\n  "
                           + "\n  ".join(lines)) from None

@@ -94,3 +94,4 @@ class Internal(ChatError):
 
 _BY_CODE = {cls.code: cls for cls in (Invalid, Unauthorized, Forbidden, NotFound, Conflict, TooLarge,
                                        UnsupportedMediaType, RateLimited, Unavailable, Internal)}
+CODES = tuple(_BY_CODE)   # every wire code, for the OpenAPI schema's enum

@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-from raychat.config import Settings
+from raychat.config import Settings, check_tls_files
 
 log = logging.getLogger("raychat.launcher")
 
@@ -76,13 +76,15 @@ class Launcher:
 
         Returns the exit code: 0 after a signal, 1 if an embedded server died on its own.
         """
+        check_tls_files(self.settings)      # before anything starts, so nothing is left to stop
         self._install_signal_handlers()
         code = 0
         try:
             settings = self._start_stores(self.settings)
             self._start_ray(settings)
             self._start_serve(settings)
-            print(f"raychat is up on http://{settings.host}:{settings.port} (data in {self.data_dir})",
+            scheme = "https" if settings.tls_cert else "http"
+            print(f"raychat is up on {scheme}://{settings.host}:{settings.port} (data in {self.data_dir})",
                   flush=True)
             code = self._wait()
         except Stop:
@@ -150,7 +152,11 @@ class Launcher:
 
         self._serve_up = True
         # Never set request_timeout_s: it would cut every WebSocket at that age.
-        serve.start(http_options={"host": settings.host, "port": settings.port})
+        http_options: dict[str, Any] = {"host": settings.host, "port": settings.port}
+        if settings.tls_cert:
+            # Serve's proxy (uvicorn) terminates TLS itself: HTTPS and WSS on the same port.
+            http_options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+        serve.start(http_options=http_options)
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
         self._remember_descendants()
 

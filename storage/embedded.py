@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 START_DEADLINE_S = 30.0
 _SETTLE_S = 0.5
+_WAKE_AFTER_S = 0.3
+_RESEND_AFTER_S = 3.0
 _LOG_TAIL_LINES = 40
 
 
@@ -55,16 +57,6 @@ class EmbeddedServer:
     _run_dir: Path | None = field(default=None, repr=False)
     _ready_at: float = field(default_factory=time.monotonic, repr=False)
 
-    def _wake(self) -> None:
-        # SecantusDB's accept thread sits in accept() on the socket its SIGTERM handler
-        # closed, which Linux does not interrupt: it would time out its 2 s join. One
-        # connection attempt lets accept() return and see the shutdown.
-        address = urlsplit(self.uri)
-        try:
-            socket.create_connection((address.hostname, address.port), timeout=0.1).close()
-        except OSError:
-            pass
-
     @property
     def port(self) -> int:
         """The TCP port it listens on (pass it back to restart on the same address)."""
@@ -75,25 +67,43 @@ class EmbeddedServer:
         # Signal only while unreaped: until wait() returns, the pid (and the process
         # group it leads) cannot belong to anyone else.
         if self.proc.poll() is None:
-            # secantusd answers before its main thread is blocked waiting for a signal;
-            # a SIGTERM in that window sets Python's flag but wakes no one, and the
-            # server never stops. Give it a moment when stopped right after start.
+            # secantusd's main thread sleeps in Event.wait() for its SIGTERM handler,
+            # and now and then the signal sets Python's flag without waking it (more
+            # often right after start, or when a connection arrives with it). So: let
+            # it settle first, and if it has clearly not stopped, say it once more. A
+            # handler that was merely slow then runs twice, which at worst ends as the
+            # SIGKILL below would: WiredTiger recovers from its log.
             time.sleep(max(0.0, self._ready_at + _SETTLE_S - time.monotonic()))
             _signal_group(self.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < deadline:
+            if not self._exits_within(min(_WAKE_AFTER_S, timeout)):
                 self._wake()
-                try:
-                    self.proc.wait(0.1)
-                except subprocess.TimeoutExpired:
-                    pass
-            if self.proc.poll() is None:
-                _signal_group(self.pid, signal.SIGKILL)
-                self.proc.wait()
+            if not self._exits_within(max(0.0, min(_RESEND_AFTER_S, timeout) - _WAKE_AFTER_S)):
+                _signal_group(self.pid, signal.SIGTERM)
+                if not self._exits_within(max(0.0, timeout - _RESEND_AFTER_S)):
+                    _signal_group(self.pid, signal.SIGKILL)
+                    self.proc.wait()
         _live.discard(self)
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
+
+    def _wake(self) -> None:
+        # secantusd's handler closes the listening socket, but its accept thread stays
+        # in accept(), which Linux does not interrupt, until its 2 s join gives up. One
+        # connection lets accept() return and see the shutdown. Only once the handler
+        # has had time to run: a connection arriving with the signal is when it gets lost.
+        address = urlsplit(self.uri)
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=0.2).close()
+        except OSError:
+            pass
+
+    def _exits_within(self, seconds: float) -> bool:
+        try:
+            self.proc.wait(seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
 
 
 def start_mongo(

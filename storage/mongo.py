@@ -1,4 +1,5 @@
-"""The MongoDB adapters behind one client: events, conversations, users.
+"""The MongoDB adapters behind one client: events, conversations, users, blocks, keys,
+refresh tokens, OpenID Connect identities.
 
 Works the same against mongod and the embedded SecantusDB (a single-node replica
 set, so ``w="majority"`` is satisfiable). The client is built here, outside any event
@@ -13,9 +14,13 @@ from datetime import timezone
 
 from pymongo import AsyncMongoClient, WriteConcern
 
+from storage.mongo_blocks import MongoBlockStore
 from storage.mongo_common import mongo_errors
 from storage.mongo_conversations import MongoConversationStore
 from storage.mongo_events import MongoEventStore
+from storage.mongo_identities import MongoIdentityStore
+from storage.mongo_keys import MongoKeyStore
+from storage.mongo_tokens import MongoRefreshTokenStore
 from storage.mongo_users import MongoUserStore
 
 
@@ -48,10 +53,15 @@ class MongoStores:
         self.events = MongoEventStore(db["events"], timeout_ms / 1000)
         self.conversations = MongoConversationStore(db["conversations"])
         self.users = MongoUserStore(db["users"])
+        self.blocks = MongoBlockStore(db["blocks"])
+        self.keys = MongoKeyStore(db["key_bundles"], db["one_time_prekeys"])
+        self.refresh_tokens = MongoRefreshTokenStore(db["refresh_tokens"])
+        self.identities = MongoIdentityStore(db["identities"])
 
     async def ensure_indexes(self) -> None:
         """Create every index the stores rely on; safe to run at every start."""
-        for store in (self.events, self.conversations, self.users):
+        for store in (self.events, self.conversations, self.users, self.blocks, self.keys,
+                      self.refresh_tokens, self.identities):
             await store.ensure_indexes()
 
     async def ping(self) -> None:

@@ -49,6 +49,7 @@ class Index:
     unique: bool = False
     partial: Mapping[str, Any] | None = None
     builtin: bool = False          # ``_id_``: exists already, never created by us
+    expire_after_s: int | None = None   # a TTL index: the server deletes a document this long after its date
     fields: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +59,8 @@ class Index:
         options: dict[str, Any] = {"name": self.name, "unique": self.unique}
         if self.partial is not None:
             options["partialFilterExpression"] = dict(self.partial)
+        if self.expire_after_s is not None:
+            options["expireAfterSeconds"] = self.expire_after_s
         return IndexModel(list(self.keys), **options)
 
 

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from storage.errors import DuplicateKey, StoreRejected
 from storage.mongo_common import Index, as_stored, ensure, mongo_errors, rename
@@ -63,11 +62,16 @@ class MongoConversationStore:
             doc = await self._conversations.find_one({"_id": conversation_id})
         return _from_doc(doc) if doc else None
 
-    async def list_for_user(self, user_id: str, before: datetime | None, limit: int) -> list[Conversation]:
+    async def list_for_user(self, user_id: str, before: datetime | None, limit: int,
+                            before_id: str | None = None) -> list[Conversation]:
         if limit <= 0:                       # pymongo reads limit(0) as "no limit"
             return []
         query: dict[str, Any] = {"members": user_id}
-        if before is not None:
+        if before is not None and before_id is not None:
+            # The sort's own order (time, then id): ties at a page boundary are neither lost nor repeated.
+            query["$or"] = [{"last_activity_at": {"$lt": before}},
+                            {"last_activity_at": before, "_id": {"$lt": before_id}}]
+        elif before is not None:
             query["last_activity_at"] = {"$lt": before}
         with mongo_errors(INDEXES):
             cursor = (self._conversations.find(query)
@@ -75,13 +79,35 @@ class MongoConversationStore:
                       .limit(limit))
             return [_from_doc(doc) for doc in await cursor.to_list()]
 
-    async def record_activity(self, conversation_id: str, last_seq: int, at: datetime) -> None:
-        # $max per field: concurrent or out-of-order calls can only move them forward.
-        # An unknown conversation is left alone (no upsert): activity never creates one.
+    async def save_progress(self, conversation_id: str, progress: dict[str, Any]) -> None:
+        # Guarded by state_seq: a checkpoint only ever moves forward, so late or repeated
+        # saves (they run after the acknowledgement, concurrently) cannot undo a newer one.
+        at = progress.get("last_activity_at")
+        fields = {k: v for k, v in progress.items()
+                  if k != "last_activity_at" and (v is not None or k == "title")}
+        update: dict[str, Any] = {"$set": fields}
+        if at is not None:
+            update["$max"] = {"last_activity_at": at}
+        with mongo_errors(INDEXES):
+            # {_id, state_seq} and never an $or: SecantusDB plans an $or beside _id as a collection
+            # scan. The port has every conversation created with state_seq 0, so the range suffices.
+            await self._conversations.update_one(
+                {"_id": conversation_id, "state_seq": {"$lt": progress["state_seq"]}}, update)
+
+    async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
+        with mongo_errors(INDEXES):
+            cursor = self._conversations.find({"members": user_id, "kind": "direct"}, {"members": 1}).limit(limit)
+            return [m for doc in await cursor.to_list() for m in doc["members"] if m != user_id]
+
+    async def set_read(self, conversation_id: str, user_id: str, seq: int, count: int) -> None:
+        # Cursors live in the conversation document, so one query lists conversations with
+        # the caller's unread counts. $max: a cursor only moves forward.
+        if "." in user_id or user_id.startswith("$"):
+            raise StoreRejected("a user id may not contain '.' or start with '$'")
         with mongo_errors(INDEXES):
             await self._conversations.update_one(
-                {"_id": conversation_id}, {"$max": {"last_seq": last_seq, "last_activity_at": at}}
-            )
+                {"_id": conversation_id},
+                {"$max": {f"reads.{user_id}.seq": seq, f"reads.{user_id}.count": count}})
 
 
 def _to_doc(conversation: Conversation) -> dict[str, Any]:
@@ -89,7 +115,7 @@ def _to_doc(conversation: Conversation) -> dict[str, Any]:
         raise StoreRejected("a conversation needs a conversation_id")
     doc = rename(conversation, "conversation_id", "_id")
     doc.pop("direct_key", None)              # only the create() argument sets it
-    # list_for_user sorts and pages on last_activity_at, record_activity raises both:
+    # list_for_user sorts and pages on last_activity_at, save_progress raises both:
     # a conversation without them would sort last and never show in a `before` page.
     doc.setdefault("last_seq", 0)
     if doc.get("last_activity_at") is None:

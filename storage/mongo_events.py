@@ -122,3 +122,50 @@ class MongoEventStore:
                 {"conversation_id": conversation_id, "sender_id": sender_id, "client_msg_id": client_msg_id},
                 _NO_ID,
             )
+
+    async def get(self, conversation_id: str, seq: int) -> Event | None:
+        with mongo_errors(INDEXES):
+            return await self._events.find_one({"conversation_id": conversation_id, "seq": seq}, _NO_ID)
+
+    async def count_messages(self, conversation_id: str, upto_seq: int) -> int:
+        with mongo_errors(INDEXES):
+            return await self._events.count_documents(
+                {"conversation_id": conversation_id, "seq": {"$lte": upto_seq}, "kind": "message"})
+
+    # Projections: each is idempotent, so replaying an event after a crash changes nothing twice.
+    async def edit_message(self, conversation_id: str, seq: int, body: str, edited_at) -> None:
+        with mongo_errors(INDEXES):
+            await self._events.update_one(
+                {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True},
+                 "$or": [{"edited_at": {"$exists": False}}, {"edited_at": {"$lte": edited_at}}]},
+                {"$set": {"body": body, "edited_at": edited_at}})
+
+    async def erase_message(self, conversation_id: str, seq: int) -> None:
+        with mongo_errors(INDEXES):
+            await self._events.update_one(
+                {"conversation_id": conversation_id, "seq": seq, "kind": "message"},
+                {"$set": {"deleted": True}, "$unset": {"body": "", "attachments": "", "reactions": ""}})
+            # The edits carried the text too: a deleted message leaves no copy of its body.
+            await self._events.update_many(
+                {"conversation_id": conversation_id, "kind": "edit", "target_seq": seq},
+                {"$unset": {"body": ""}})
+
+    async def set_reaction(self, conversation_id: str, seq: int, user_id: str, emoji: str, on: bool) -> None:
+        entry = {"emoji": emoji, "user_id": user_id}
+        op = {"$addToSet": {"reactions": entry}} if on else {"$pull": {"reactions": entry}}
+        with mongo_errors(INDEXES):
+            await self._events.update_one(
+                {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True}}, op)
+
+    async def messages_before(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Event]:
+        query: dict[str, Any] = {"conversation_id": conversation_id, "kind": "message"}
+        if before_seq is not None:
+            query["seq"] = {"$lt": before_seq}
+        return await self._page(query, -1, limit)
+
+    async def last_membership_change(self, conversation_id: str, user_id: str, upto_seq: int) -> Event | None:
+        with mongo_errors(INDEXES):
+            return await self._events.find_one(
+                {"conversation_id": conversation_id, "seq": {"$lte": upto_seq},
+                 "kind": {"$in": ["member_added", "member_removed"]}, "user_ids": user_id},
+                _NO_ID, sort=[("seq", -1)])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.errors import DuplicateKey, StoreRejected
 from storage.mongo_common import Index, as_stored, ensure, mongo_errors, rename
-from storage.ports import User
+from storage.ports import PROFILE_FIELDS, User
 
 _ID = Index("_id_", (("_id", 1),), key="user_id", unique=True, builtin=True)
 USERNAME = Index("username", (("username", 1),), key="username", unique=True)
@@ -45,6 +46,20 @@ class MongoUserStore:
 
     async def by_id(self, user_id: str) -> User | None:
         return await self._one({"_id": user_id})
+
+    async def update_profile(self, user_id: str, changes: dict[str, Any]) -> User | None:
+        refused = sorted(set(changes) - PROFILE_FIELDS)
+        if refused:
+            raise StoreRejected(f"not profile fields: {', '.join(refused)}")
+        if not changes:
+            return await self.by_id(user_id)
+        # One findAndModify: the answer is the document this write produced, not a later read
+        # that a concurrent update could have changed. A $set re-sent after a lost reply
+        # writes the same values again, so a retry is harmless.
+        with mongo_errors(INDEXES):
+            doc = await self._users.find_one_and_update({"_id": user_id}, {"$set": dict(changes)},
+                                                        return_document=ReturnDocument.AFTER)
+        return rename(doc, "_id", "user_id") if doc else None
 
     async def _one(self, query: dict[str, Any]) -> User | None:
         with mongo_errors(INDEXES):

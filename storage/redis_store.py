@@ -34,18 +34,8 @@ class RedisPresence:
     def __init__(self, url: str, *, timeout_s: float = 3.0, prefix: str = "raychat:"):
         self._timeout_s = timeout_s
         self._prefix = prefix
-        # One immediate retry: after a Redis restart the first command on each pooled
-        # connection fails at once, and a fresh connection succeeds. Every command here
-        # is idempotent, so a retry is safe. (redis-py's default retries 3 times with
-        # backoff, which would blow well past timeout_s.) Nothing connects before the
-        # first command, so this may be built outside an event loop.
-        self._redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=True,
-        )
+        # Every command here is idempotent, so connect()'s one retry is safe.
+        self._redis = connect(url, timeout_s)
 
     def _online(self, user_id: str) -> str:
         return f"{self._prefix}online:{user_id}"
@@ -98,18 +88,39 @@ class RedisPresence:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
-        """Translate redis errors and hold the whole call to timeout_s, retry included."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except AuthenticationError as exc:      # a ConnectionError subclass, but no outage
-            raise StoreRejected(f"redis refused our credentials: {exc}") from exc
-        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or "redis did not answer in time") from exc
-        except RedisError as exc:
-            raise StoreRejected(str(exc)) from exc
+    def _errors(self):
+        return redis_errors(self._timeout_s)
+
+
+def connect(url: str, timeout_s: float) -> Redis:
+    """A client whose commands each take at most ``timeout_s``, with one immediate retry.
+
+    After a Redis restart the first command on each pooled connection fails at once, and a
+    fresh connection succeeds; the retry covers that. (redis-py's default retries 3 times
+    with backoff, which would blow well past timeout_s.) Nothing connects before the first
+    command, so this may be built outside an event loop.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=True,
+    )
+
+
+@asynccontextmanager
+async def redis_errors(timeout_s: float) -> AsyncIterator[None]:
+    """Translate redis errors and hold the whole call to timeout_s, retry included."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except AuthenticationError as exc:      # a ConnectionError subclass, but no outage
+        raise StoreRejected(f"redis refused our credentials: {exc}") from exc
+    except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TimeoutError, OSError) as exc:
+        raise StoreUnavailable(str(exc) or "redis did not answer in time") from exc
+    except RedisError as exc:
+        raise StoreRejected(str(exc)) from exc
 
 
 def _encode(at: datetime) -> str:

@@ -22,11 +22,15 @@ class User:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def register(http: httpx.AsyncClient, prefix: str = "u") -> User:
+async def register(http: httpx.AsyncClient, prefix: str = "u", captcha_token: str | None = None) -> User:
+    """A new user, logged in. ``captcha_token`` is for a gateway with CAPTCHA on."""
     name = f"{prefix}{uuid.uuid4().hex[:10]}"
-    r = await http.post("/v1/auth/register", json={"username": name, "password": "correct horse battery"})
+    account = {"username": name, "password": "correct horse battery"}
+    if captcha_token is not None:
+        account["captcha_token"] = captcha_token
+    r = await http.post("/v1/auth/register", json=account)
     assert r.status_code == 201, r.text
-    r = await http.post("/v1/auth/login", json={"username": name, "password": "correct horse battery"})
+    r = await http.post("/v1/auth/login", json=account)
     assert r.status_code == 200, r.text
     body = r.json()
     return User(body["user_id"], name, body["access_token"])
@@ -74,7 +78,7 @@ class Socket:
                 if f["type"] == "event":
                     self.events.setdefault(f["conversation_id"], []).append(f["seq"])
                     self.bodies[(f["conversation_id"], f["seq"])] = f.get("body")
-                elif f["type"] == "ack":
+                elif f["type"] == "ack" and "client_msg_id" in f:
                     self.acks[f["client_msg_id"]] = f
                 elif f["type"] == "error":
                     self.errors.append(f)

@@ -13,9 +13,17 @@ import pytest
 
 from storage.embedded import free_port
 
+# The session gateway serves the whole suite, which registers hundreds of users from 127.0.0.1 and
+# sends bursts of hundreds of messages: its per-IP and per-user limits are out of the way. The
+# limits themselves are tested on ``raychat_strict``, which keeps the defaults.
+GENEROUS_LIMITS = {"login_attempts_per_ip": 1_000_000, "registrations_per_ip": 1_000_000,
+                   "message_burst": 1_000_000, "messages_per_s": 1_000_000.0,
+                   "typing_burst": 1_000_000, "typing_per_s": 1_000_000.0, "ws_connections_per_user": 1000}
+STRICT_PREFIX = "/strict"
+
 
 @pytest.fixture(scope="session")
-def raychat(mongo_server, redis_server, tmp_path_factory):
+def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider):
     import ray
     from ray import serve
 
@@ -27,7 +35,9 @@ def raychat(mongo_server, redis_server, tmp_path_factory):
     settings = Settings(mongodb_uri=mongo_server.uri, redis_url=redis_server.uri,
                         mongodb_db=f"e2e_{os.getpid()}", jwt_secret="e2e-secret-" + "x" * 40,
                         data_dir=data_dir, hosts=2, passivate_after_s=30, store_timeout_ms=2000, hello_timeout_s=2,
-                        namespace=f"raychat-test-{os.getpid()}")
+                        presence_ttl_s=4,
+                        namespace=f"raychat-test-{os.getpid()}", oidc_issuers=[oidc_provider.config],
+                        **GENEROUS_LIMITS)
     ray.init(num_cpus=2, include_dashboard=False, namespace=settings.namespace,
              runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}}, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -42,6 +52,29 @@ def raychat(mongo_server, redis_server, tmp_path_factory):
     yield r
     serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def raychat_strict(raychat, captcha_verifier):
+    """A second gateway app on the same Ray, Serve, hosts and stores, set up as one exposed to the
+    internet: default abuse limits, CAPTCHA on (against the local verifier), WebSocket origins
+    limited to https://chat.example, and 127.0.0.1 trusted as a proxy, so a test picks its client
+    IP with X-Forwarded-For. Served under /strict; started only by the tests that use it."""
+    from types import SimpleNamespace
+
+    from ray import serve
+
+    from raychat.config import Settings
+    from serve_app import build_app
+
+    base = {k: v for k, v in raychat.settings.to_dict().items() if k not in GENEROUS_LIMITS}
+    settings = Settings.from_dict({**base, "trusted_proxies": "127.0.0.1", "allowed_origins": "https://chat.example",
+                                   "captcha_verify_url": captcha_verifier.url,
+                                   "captcha_secret": captcha_verifier.secret})
+    serve.run(build_app(settings), name="strict", route_prefix=STRICT_PREFIX)
+    yield SimpleNamespace(base_url=raychat.base_url + STRICT_PREFIX, ws_url=raychat.ws_url + STRICT_PREFIX,
+                          settings=settings, port=raychat.port, captcha=captcha_verifier)
+    serve.delete("strict")
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Sequence
 
 import httpx
 import psutil
@@ -98,16 +100,20 @@ def test_a_config_error_names_the_variable_and_exits_2(env, args, variable):
 class Up:
     """One `raychat up` child process, watched from outside."""
 
-    def __init__(self, data_dir: Path, logs: Path, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, logs: Path, env: dict[str, str] | None = None,
+                 args: Sequence[str] = (), ca: Path | None = None):
+        """``args`` go after ``up``; ``ca`` (a PEM file the server's certificate chains to) means the
+        run serves HTTPS, and httpx checks its certificate against that file."""
         self.port = free_port()
         self.data_dir = data_dir
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
         logs.mkdir(parents=True, exist_ok=True)
         n = len(list(logs.glob("up-*.out")))
         self.out_path, self.err_path = logs / f"up-{n}.out", logs / f"up-{n}.err"
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(
-                [*RAYCHAT, "up", "--port", str(self.port), "--data-dir", str(data_dir)],
+                [*RAYCHAT, "up", "--port", str(self.port), "--data-dir", str(data_dir), *args],
                 env=env or fresh_env(), stdout=out, stderr=err, start_new_session=True)
         self.seen: dict[int, float] = {}
 
@@ -121,7 +127,7 @@ class Up:
                 pytest.fail(f"raychat up exited with {self.proc.returncode}\n{self.output()}")
             self.remember_descendants()
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=2, verify=self.verify).status_code == 200:
                     self.remember_descendants()
                     return
             except httpx.HTTPError:
@@ -209,8 +215,8 @@ class Up:
 def launched(tmp_path):
     runs: list[Up] = []
 
-    def launch(data_dir: Path, env: dict[str, str] | None = None) -> Up:
-        up = Up(data_dir, tmp_path / "logs", env)
+    def launch(data_dir: Path, env: dict[str, str] | None = None, **options) -> Up:
+        up = Up(data_dir, tmp_path / "logs", env, **options)
         runs.append(up)
         return up
 

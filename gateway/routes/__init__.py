@@ -2,11 +2,14 @@
 
 from fastapi import FastAPI
 
-from . import accounts, conversations, messages, ops
+from . import accounts, blocks, changes, conversations, keys, messages, ops, stream
+from .responses import errors
 
-ROUTERS = (ops.router, accounts.router, conversations.router, messages.router)
+ROUTERS = (ops.router, accounts.router, conversations.router, messages.router, changes.router,
+           blocks.router, keys.router, stream.router)
 
 
 def include_all(app: FastAPI) -> None:
     for r in ROUTERS:
-        app.include_router(r)
+        # Any route can hit a bug; http_errors answers it with the Error body, so say so.
+        app.include_router(r, responses=errors(500))

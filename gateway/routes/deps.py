@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from raychat.errors import Unauthorized
 
 from ..account_service import AccountService
+from ..block_service import BlockService
+from .. import edge
 from ..chat_service import ChatService
 from ..context import context
+from ..key_service import KeyService
+from ..limits import Limits
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -24,7 +29,15 @@ def chat() -> ChatService:
     return context().chat
 
 
-def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+# Declares the bearer scheme in the OpenAPI document (and marks each route that uses it); the
+# header itself is parsed in bearer() so that every bad Authorization gets our own 401 body.
+_scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
+                     description="an access_token from POST /v1/auth/login")
+
+
+def bearer(request: Request,
+           _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_scheme)]) -> str:
+    authorization = request.headers.get("authorization")
     if not authorization:
         raise Unauthorized("missing bearer token")
     scheme, _, token = authorization.partition(" ")
@@ -36,6 +49,31 @@ def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
 User = Annotated[str, Depends(bearer)]
 Accounts = Annotated[AccountService, Depends(accounts)]
 Chat = Annotated[ChatService, Depends(chat)]
+
+
+def blocks() -> BlockService:
+    return context().blocks
+
+
+def keys() -> KeyService:
+    return context().keys
+
+
+Blocks = Annotated[BlockService, Depends(blocks)]
+Keys = Annotated[KeyService, Depends(keys)]
+
+
+def limits() -> Limits:
+    return context().limits
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address (gateway/edge.py: X-Forwarded-For only from RAYCHAT_TRUSTED_PROXIES)."""
+    return edge.client_ip(request.scope, context().settings.trusted_proxy_networks())
+
+
+Lim = Annotated[Limits, Depends(limits)]
+ClientIp = Annotated[str, Depends(client_ip)]
 
 
 class Body(BaseModel):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import Field
+from pydantic import Field, StrictInt
 
-from actors.events import event_to_wire
+from actors.events import MAX_SEQ, event_to_wire
 
-from .deps import Body, Chat, Id, User
+from .deps import Body, Chat, Id, Lim, User
+from .responses import AUTHED, WITH_BODY, WITH_INPUT, Event, EventsPage, HistoryPage, errors
 
 router = APIRouter()
 
@@ -18,22 +19,26 @@ class SendBody(Body):
     client_msg_id: Id
     body: str
     attachments: list[Id] = Field(default_factory=list, max_length=10)
-    reply_to: Annotated[int, Field(ge=1)] | None = None
+    reply_to: Annotated[StrictInt, Field(ge=1, le=MAX_SEQ)] | None = None
 
 
-@router.post("/v1/conversations/{cid}/messages", status_code=201)
-async def send_message(cid: str, body: SendBody, uid: User, svc: Chat):
+@router.post("/v1/conversations/{cid}/messages", status_code=201, response_model=Event,
+             response_model_exclude_unset=True, responses=errors(*AUTHED, 403, 404, 409, *WITH_BODY, 429))
+async def send_message(cid: str, body: SendBody, uid: User, svc: Chat, lim: Lim):
+    await lim.message(uid, ref=body.client_msg_id)
     ev = await svc.send(uid, cid, body.client_msg_id, body.body, body.attachments, body.reply_to)
     return event_to_wire(ev)
 
 
-@router.get("/v1/conversations/{cid}/events")
-async def events(cid: str, uid: User, svc: Chat, after_seq: int = Query(0, ge=0),
+@router.get("/v1/conversations/{cid}/events", response_model=EventsPage, response_model_exclude_unset=True,
+            responses=errors(*AUTHED, 404, *WITH_INPUT))
+async def events(cid: str, uid: User, svc: Chat, after_seq: int = Query(0, ge=0, le=MAX_SEQ),
                  limit: int = Query(100, ge=1, le=1000)):
     return await svc.events_after(uid, cid, after_seq, limit)
 
 
-@router.get("/v1/conversations/{cid}/messages")
-async def history(cid: str, uid: User, svc: Chat, before_seq: int | None = Query(None, ge=1),
+@router.get("/v1/conversations/{cid}/messages", response_model=HistoryPage, response_model_exclude_unset=True,
+            responses=errors(*AUTHED, 404, *WITH_INPUT))
+async def history(cid: str, uid: User, svc: Chat, before_seq: int | None = Query(None, ge=1, le=MAX_SEQ),
                   limit: int = Query(50, ge=1, le=200)):
     return await svc.history(uid, cid, before_seq, limit)

@@ -7,16 +7,17 @@ from fastapi import APIRouter
 from raychat.errors import Unavailable
 
 from ..context import context
+from .responses import Health, Ready, errors
 
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Ready, responses=errors(503))
 async def readyz():
     ctx = context()
     try:

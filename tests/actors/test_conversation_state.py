@@ -1,9 +1,11 @@
-from actors.conversation_state import ConversationState, DedupeWindow, SendCommand, content_digest
+from actors.conversation_state import (ConversationState, DedupeWindow, SendCommand, content_digest, message_draft,
+                                       number)
+from actors.roster import Roster
 from raychat.errors import Conflict, Forbidden, Invalid
 
 
 def state(last_seq=0):
-    return ConversationState("c1", "group", frozenset({"a", "b"}), last_seq, dedupe_capacity=4)
+    return ConversationState("c1", Roster("group", ["a", "b"], {"a": "owner"}), last_seq, dedupe_capacity=4)
 
 
 def cmd(sender="a", cmid="k1", body="hi", reply_to=None):
@@ -17,14 +19,15 @@ def test_non_member_is_forbidden():
 
 def test_new_message_is_admitted_and_numbered_without_gaps():
     s = state(last_seq=7)
-    events = s.build([cmd(cmid="k1"), cmd(cmid="k2"), cmd(sender="b", cmid="k1")], s.last_seq + 1, "t")
+    events = number("c1", [message_draft(c) for c in (cmd(cmid="k1"), cmd(cmid="k2"), cmd(sender="b", cmid="k1"))],
+                    s.last_seq + 1, "t")
     assert [e["seq"] for e in events] == [8, 9, 10]
     assert [e["kind"] for e in events] == ["message"] * 3
 
 
 def test_retry_with_same_content_returns_the_stored_event():
     s = state()
-    ev = s.build([cmd()], 1, "t")[0]
+    ev = number("c1", [message_draft(cmd())], 1, "t")[0]
     s.remember(ev)
     s.last_seq = 1
     assert s.admit(cmd()).event is ev
@@ -32,13 +35,13 @@ def test_retry_with_same_content_returns_the_stored_event():
 
 def test_same_id_with_other_content_is_conflict():
     s = state()
-    s.remember(s.build([cmd()], 1, "t")[0])
+    s.remember(number("c1", [message_draft(cmd())], 1, "t")[0])
     assert isinstance(s.admit(cmd(body="other")).error, Conflict)
 
 
 def test_ids_are_per_sender():
     s = state()
-    s.remember(s.build([cmd(sender="a")], 1, "t")[0])
+    s.remember(number("c1", [message_draft(cmd(sender="a"))], 1, "t")[0])
     assert s.admit(cmd(sender="b")).new is not None
 
 
@@ -59,3 +62,14 @@ def test_dedupe_window_forgets_the_oldest_first():
 def test_digest_tells_content_apart():
     assert content_digest("x", [], None) == content_digest("x", (), None)
     assert content_digest("x", [], None) != content_digest("x", [], 1)
+
+
+def test_apply_folds_membership_title_and_counts():
+    s = state()
+    s.apply({"seq": 1, "kind": "message"})
+    s.apply({"seq": 2, "kind": "member_added", "user_ids": ["c"]})
+    s.apply({"seq": 3, "kind": "role_changed", "user_ids": ["c"], "role": "admin"})
+    s.apply({"seq": 4, "kind": "member_removed", "user_ids": ["b"]})
+    s.apply({"seq": 5, "kind": "title_changed", "title": "new"})
+    assert s.message_count == 1 and s.last_seq == 5 and s.title == "new"
+    assert s.roster.members == ["a", "c"] and s.roster.role("c") == "admin"

@@ -153,3 +153,16 @@ async def test_conversation_list_most_recent_first(raychat, http):
     r = await http.get("/v1/conversations", headers=b.auth)
     ids = [c["conversation_id"] for c in r.json()["conversations"]]
     assert ids[:2] == [c1, c2]
+
+
+async def test_one_sockets_burst_is_stored_in_the_order_it_was_sent(raychat, http):
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    sa = await Socket.open(raychat.ws_url, a)
+    cmids = [await sa.send(cid, f"n{i}") for i in range(150)]     # no waiting between frames
+    await sa.wait_for(lambda: all(k in sa.acks for k in cmids), timeout=60)
+    assert [sa.acks[k]["seq"] for k in cmids] == list(range(1, 151))
+    events = (await http.get(f"/v1/conversations/{cid}/events", headers=a.auth,
+                             params={"limit": 1000})).json()["events"]
+    assert [e["body"] for e in events] == [f"n{i}" for i in range(150)]
+    await sa.close()

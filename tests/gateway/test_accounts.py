@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.accounts import check_display_name, check_password, normalize_username
+from gateway.accounts import check_display_name, check_password, derive_username, normalize_username
 from raychat.errors import Invalid
 
 
@@ -109,3 +109,18 @@ def test_display_name_keeps_emoji_sequences():
 def test_non_string_display_name_is_invalid(name):
     with pytest.raises(Invalid, match="display_name"):
         check_display_name(name)
+
+
+@pytest.mark.parametrize("hint, name", [
+    ("Alice", "alice"),
+    ("ＡＬＩＣＥ", "alice"),
+    ("alice smith!", "alicesmith"),
+    ("a" * 40, "a" * 24),
+    ("ab", "user"),
+    ("", "user"),
+    (None, "user"),
+    ("日本語", "user"),
+])
+def test_derived_username_is_valid_and_leaves_room_for_a_suffix(hint, name):
+    assert derive_username(hint) == name
+    assert normalize_username(derive_username(hint) + "-abc123") == derive_username(hint) + "-abc123"

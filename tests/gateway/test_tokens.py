@@ -10,7 +10,7 @@ import jwt
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway.tokens import MAX_TOKEN_CHARS, TokenIssuer, load_or_create_secret
+from gateway.tokens import MAX_TOKEN_CHARS, TokenIssuer, key_id, load_or_create_secret
 from raychat.clock import FakeClock
 from raychat.errors import Unauthorized
 
@@ -19,6 +19,7 @@ OTHER_SECRET = "o" * 64
 TTL = 900
 LEEWAY = 5
 USER = "u-123"
+KID = key_id(SECRET)
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ def _b64(data: bytes) -> str:
 
 
 def _raw_token(header: dict, claims: dict, key: bytes | None) -> str:
-    """A compact JWS built by hand, so the tests do not trust PyJWT's encoder for attacks."""
+    """A compact JWS built by hand, so the tests do not trust PyJWT's encoder for attacks.
+    It names our key (kid) unless the header says otherwise; a None value drops that field."""
+    header = {k: v for k, v in {"kid": KID, **header}.items() if v is not None}
     signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
     sig = b"" if key is None else hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return signing_input + "." + _b64(sig)
@@ -51,6 +54,9 @@ def _claims(clock, **changes):
 
 
 def _signed(clock, headers=None, secret=SECRET, algorithm="HS256", **changes):
+    """Signed by PyJWT with ``secret``, naming our key's kid unless ``headers`` says otherwise
+    (an attacker copies the kid from any token they were given)."""
+    headers = {k: v for k, v in {"kid": KID, **(headers or {})}.items() if v is not None}
     return jwt.encode(_claims(clock, **changes), secret, algorithm=algorithm, headers=headers)
 
 
@@ -239,15 +245,131 @@ def test_jku_pointing_at_an_attacker_key_is_rejected(issuer, clock, no_network):
     assert no_network == []
 
 
-def test_path_like_kid_is_ignored(issuer, clock):
-    """A kid naming a file does not change which key verifies: our secret still does."""
-    assert issuer.verify(_signed(clock, headers={"kid": "../../../../../../dev/null"})) == USER
+def test_path_like_kid_is_an_unknown_key(issuer, clock):
+    """A kid naming a file is only looked up in the key dictionary: unknown, even when the
+    signature is made with our own secret."""
+    assert "unknown key" in _rejected(issuer, _signed(clock, headers={"kid": "../../../../../../dev/null"})).message
 
 
 def test_path_like_kid_with_an_empty_key_signature_is_rejected(issuer, clock):
     """The classic kid=/dev/null attack signs with the empty key; it must not verify."""
     token = _raw_token({"alg": "HS256", "typ": "JWT", "kid": "../../../../../../dev/null"}, _claims(clock), b"")
     _rejected(issuer, token)
+
+
+# --- keys: kid lookup and rotation ---------------------------------------------------------------
+
+NEXT_SECRET = "n" * 64
+NEXT = "2031-01"
+
+
+def _signed_by(token: str, secret: str) -> bool:
+    """True if HS256 with ``secret`` verifies the token's signature (times are the FakeClock's)."""
+    signing_input, _, sig = token.rpartition(".")
+    return hmac.compare_digest(_b64(hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()), sig)
+
+
+def _issuer(clock, **keys):
+    return TokenIssuer(SECRET, "raychat", "raychat", TTL, clock, leeway_s=LEEWAY, **keys)
+
+
+def test_kid_of_a_secret_is_the_first_8_hex_digits_of_its_sha256():
+    assert key_id(SECRET) == hashlib.sha256(SECRET.encode()).hexdigest()[:8]
+
+
+def test_issued_token_names_the_signing_key_in_its_kid_header(issuer):
+    token, _ = issuer.issue(USER)
+    assert jwt.get_unverified_header(token)["kid"] == KID
+
+
+def test_check_tells_when_the_token_expires(issuer, clock):
+    token, _ = issuer.issue(USER)
+    access = issuer.check(token)
+    assert (access.user_id, access.expires_at) == (USER, int(clock.now()) + TTL)
+
+
+def test_token_without_kid_is_rejected(issuer, clock):
+    """Every token we issue names its key; one that names none was not made by us."""
+    assert "no key" in _rejected(issuer, _signed(clock, headers={"kid": None})).message
+
+
+@pytest.mark.parametrize("kid", ["ffffffff", "", KID[:7], KID + " "])
+def test_unknown_kid_is_rejected_even_when_signed_with_a_known_secret(issuer, clock, kid):
+    assert "unknown key" in _rejected(issuer, _signed(clock, headers={"kid": kid})).message
+
+
+@pytest.mark.parametrize("kid", [42, None, ["a"], {"k": "v"}, True])
+def test_non_string_kid_is_rejected(issuer, clock, kid):
+    token = _raw_token({"alg": "HS256", "typ": "JWT"}, _claims(clock), SECRET.encode())
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    _, payload, _ = token.split(".")
+    signing_input = f"{header}.{payload}"
+    sig = _b64(hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest())
+    _rejected(issuer, f"{signing_input}.{sig}")
+
+
+def test_a_known_kid_with_another_keys_signature_is_rejected(clock):
+    """The kid picks the one secret that must have signed; a signature by another known key fails."""
+    issuer = _issuer(clock, extra_keys={NEXT: NEXT_SECRET})
+    _rejected(issuer, _signed(clock, headers={"kid": NEXT}, secret=SECRET))
+
+
+def test_extra_keys_verify_tokens_that_name_them(clock):
+    issuer = _issuer(clock, extra_keys={NEXT: NEXT_SECRET})
+    assert issuer.verify(_signed(clock, headers={"kid": NEXT}, secret=NEXT_SECRET)) == USER
+
+
+def test_extra_keys_do_not_sign_unless_chosen(clock):
+    token, _ = _issuer(clock, extra_keys={NEXT: NEXT_SECRET}).issue(USER)
+    assert jwt.get_unverified_header(token)["kid"] == KID
+    assert _signed_by(token, SECRET)
+
+
+def test_signing_kid_chooses_the_signer(clock):
+    token, _ = _issuer(clock, extra_keys={NEXT: NEXT_SECRET}, signing_kid=NEXT).issue(USER)
+    assert jwt.get_unverified_header(token)["kid"] == NEXT
+    assert _signed_by(token, NEXT_SECRET)
+
+
+def test_rotation_never_refuses_a_token_that_has_not_expired(clock):
+    """The three deploys of a rotation (add the next key; sign with it; drop the old one) run as a
+    rolling update: replicas of neighbouring steps serve side by side, and every token one of
+    them issued verifies on all of them until it expires. Nobody is logged out."""
+    before = _issuer(clock)
+    step1 = _issuer(clock, extra_keys={NEXT: NEXT_SECRET})
+    step2 = _issuer(clock, extra_keys={NEXT: NEXT_SECRET}, signing_kid=NEXT)
+    # Step 3 keeps only the next key, now as RAYCHAT_JWT_SECRET, with its old name kept as a kid.
+    step3 = TokenIssuer(NEXT_SECRET, "raychat", "raychat", TTL, clock, leeway_s=LEEWAY,
+                        extra_keys={NEXT: NEXT_SECRET}, signing_kid=NEXT)
+    for side_by_side in ([before, step1], [step1, step2], [step2, step3]):
+        for maker in side_by_side:
+            token, _ = maker.issue(USER)
+            assert all(checker.verify(token) == USER for checker in side_by_side)
+    # Step 3 ships once the old signer's last tokens are past their TTL: it no longer knows that key.
+    old, _ = step1.issue(USER)
+    assert "unknown key" in _rejected(step3, old).message
+
+
+def test_a_dropped_key_is_unknown(clock):
+    """Removing a key from the configuration is how a leaked key is revoked."""
+    token, _ = _issuer(clock, extra_keys={NEXT: NEXT_SECRET}, signing_kid=NEXT).issue(USER)
+    assert "unknown key" in _rejected(_issuer(clock), token).message
+
+
+def test_signing_kid_that_names_no_key_is_refused(clock):
+    with pytest.raises(ValueError, match="RAYCHAT_JWT_SIGNING_KID"):
+        _issuer(clock, extra_keys={NEXT: NEXT_SECRET}, signing_kid="nope")
+
+
+def test_short_extra_key_is_refused(clock):
+    with pytest.raises(ValueError, match="RAYCHAT_JWT_KEYS"):
+        _issuer(clock, extra_keys={NEXT: "short"})
+
+
+def test_extra_key_reusing_the_secrets_kid_with_another_secret_is_refused(clock):
+    """Two secrets under one kid would make verification depend on which one won."""
+    with pytest.raises(ValueError, match="RAYCHAT_JWT_KEYS"):
+        _issuer(clock, extra_keys={KID: NEXT_SECRET})
 
 
 # --- malformed input -----------------------------------------------------------------------------

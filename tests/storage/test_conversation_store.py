@@ -21,7 +21,7 @@ def conversation(cid: str | None = None, *, members: tuple[str, ...] = ("alice",
     return {
         "conversation_id": cid or uuid.uuid4().hex, "kind": kind, "title": "t",
         "members": list(members), "roles": {m: "member" for m in members},
-        "created_at": at, "last_seq": last_seq, "last_activity_at": at,
+        "created_at": at, "last_seq": last_seq, "last_activity_at": at, "state_seq": 0,
     }
 
 
@@ -81,6 +81,15 @@ class ConversationStoreContract:
         page = await conversations.list_for_user("bob", T0 + timedelta(minutes=3), 10)
         assert ids(page) == ["c2", "c1", "c0"]
 
+    async def test_paging_with_an_id_cursor_keeps_ties_at_the_boundary(self, conversations):
+        for n in range(5):
+            await conversations.create(conversation(f"t{n}", at=T0))     # all at the same instant
+        seen, cursor = [], (None, None)
+        while page := await conversations.list_for_user("alice", cursor[0], 2, before_id=cursor[1]):
+            seen += ids(page)
+            cursor = (page[-1]["last_activity_at"], page[-1]["conversation_id"])
+        assert seen == ["t4", "t3", "t2", "t1", "t0"]
+
     async def test_list_for_user_pages_through_everything_once(self, conversations):
         for n in range(7):
             await conversations.create(conversation(f"c{n}", at=T0 + timedelta(minutes=n)))
@@ -90,28 +99,49 @@ class ConversationStoreContract:
             before = page[-1]["last_activity_at"]
         assert seen == [f"c{n}" for n in reversed(range(7))]
 
-    async def test_record_activity_raises_seq_and_time(self, conversations):
+    async def test_save_progress_sets_the_projection_and_raises_activity(self, conversations):
         await conversations.create(conversation("c1"))
-        await conversations.record_activity("c1", 5, T0 + timedelta(minutes=1))
+        await conversations.save_progress("c1", {
+            "state_seq": 5, "last_seq": 5, "message_count": 4, "members": ["alice", "carol"],
+            "roles": {"alice": "owner", "carol": "member"}, "title": "new",
+            "last_message": {"seq": 5, "body": "hi"}, "last_activity_at": T0 + timedelta(minutes=1)})
         got = await conversations.get("c1")
-        assert (got["last_seq"], got["last_activity_at"]) == (5, T0 + timedelta(minutes=1))
+        assert (got["state_seq"], got["last_seq"], got["message_count"]) == (5, 5, 4)
+        assert got["members"] == ["alice", "carol"] and got["title"] == "new"
+        assert got["last_message"]["body"] == "hi" and got["last_activity_at"] == T0 + timedelta(minutes=1)
 
-    async def test_record_activity_never_lowers_either_value(self, conversations):
-        await conversations.create(conversation("c1", last_seq=10, at=T0))
-        await conversations.record_activity("c1", 3, T0 + timedelta(minutes=1))
-        await conversations.record_activity("c1", 12, T0 - timedelta(minutes=1))
+    async def test_save_progress_never_undoes_a_newer_checkpoint(self, conversations):
+        await conversations.create(conversation("c1"))
+        await conversations.save_progress("c1", {"state_seq": 9, "last_seq": 9, "title": "nine",
+                                                 "last_activity_at": T0 + timedelta(minutes=2)})
+        await conversations.save_progress("c1", {"state_seq": 7, "last_seq": 7, "title": "seven",
+                                                 "last_activity_at": T0 + timedelta(minutes=1)})
         got = await conversations.get("c1")
-        assert (got["last_seq"], got["last_activity_at"]) == (12, T0 + timedelta(minutes=1))
+        assert (got["state_seq"], got["title"], got["last_activity_at"]) == (9, "nine", T0 + timedelta(minutes=2))
 
-    async def test_record_activity_reorders_the_users_list(self, conversations):
+    async def test_activity_reorders_the_users_list(self, conversations):
         await conversations.create(conversation("old", at=T0))
         await conversations.create(conversation("new", at=T0 + timedelta(minutes=1)))
-        await conversations.record_activity("old", 1, T0 + timedelta(minutes=2))
+        await conversations.save_progress("old", {"state_seq": 1, "last_activity_at": T0 + timedelta(minutes=2)})
         assert ids(await conversations.list_for_user("alice", None, 10)) == ["old", "new"]
 
-    async def test_record_activity_never_creates_a_conversation(self, conversations):
-        await conversations.record_activity("ghost", 1, T0)
+    async def test_save_progress_never_creates_a_conversation(self, conversations):
+        await conversations.save_progress("ghost", {"state_seq": 1})
         assert await conversations.get("ghost") is None
+
+    async def test_direct_peers_are_the_other_members_of_direct_conversations_only(self, conversations):
+        await conversations.create(conversation("d1", members=("alice", "bob"), kind="direct"), direct_key="a:b")
+        await conversations.create(conversation("d2", members=("carol", "alice"), kind="direct"), direct_key="a:c")
+        await conversations.create(conversation("g1", members=("alice", "dave")))
+        assert sorted(await conversations.direct_peers("alice")) == ["bob", "carol"]
+
+    async def test_read_cursor_only_moves_forward(self, conversations):
+        await conversations.create(conversation("c1"))
+        await conversations.set_read("c1", "alice", 5, 3)
+        await conversations.set_read("c1", "alice", 4, 2)
+        await conversations.set_read("c1", "bob", 1, 1)
+        got = await conversations.get("c1")
+        assert got["reads"] == {"alice": {"seq": 5, "count": 3}, "bob": {"seq": 1, "count": 1}}
 
 
 class TestMongoConversationStore(ConversationStoreContract):

@@ -22,6 +22,10 @@ def event(seq: int, *, cid: str = "c1", sender: str = "u1", client_msg_id: str |
     }
 
 
+T_EARLY = datetime(2030, 1, 1, tzinfo=timezone.utc)
+T_LATER = datetime(2030, 1, 2, tzinfo=timezone.utc)
+
+
 def seqs(events: list[dict[str, Any]]) -> list[int]:
     return [e["seq"] for e in events]
 
@@ -126,6 +130,50 @@ class EventStoreContract:
         await events.append([event(1, client_msg_id="a")])
         assert await events.find_client_msg("c1", "u2", "a") is None
         assert await events.find_client_msg("c1", "u1", "b") is None
+
+    async def test_get_reads_one_event_and_none_for_a_missing_seq(self, events):
+        await events.append([event(1), event(2)])
+        assert (await events.get("c1", 2))["seq"] == 2
+        assert await events.get("c1", 3) is None
+
+    async def test_messages_before_and_count_skip_other_kinds(self, events):
+        await events.append([event(1), {**event(2), "kind": "member_added", "user_ids": ["u9"]}, event(3)])
+        assert seqs(await events.messages_before("c1", None, 10)) == [3, 1]
+        assert await events.count_messages("c1", 2) == 1
+        assert await events.count_messages("c1", 3) == 2
+
+    async def test_edit_is_idempotent_and_a_later_edit_wins(self, events):
+        await events.append([event(1)])
+        await events.edit_message("c1", 1, "second", T_LATER)
+        await events.edit_message("c1", 1, "first", T_EARLY)
+        got = await events.get("c1", 1)
+        assert (got["body"], got["edited_at"]) == ("second", T_LATER)
+
+    async def test_erase_removes_the_body_from_the_message_and_its_edits(self, events):
+        await events.append([event(1), {**event(2), "kind": "edit", "target_seq": 1, "body": "secret"}])
+        await events.edit_message("c1", 1, "secret", T_EARLY)
+        await events.erase_message("c1", 1)
+        msg, edit = await events.get("c1", 1), await events.get("c1", 2)
+        assert msg["deleted"] is True and "body" not in msg and "body" not in edit
+        await events.edit_message("c1", 1, "zombie", T_LATER)   # a replayed edit cannot revive it
+        assert "body" not in await events.get("c1", 1)
+
+    async def test_reactions_are_one_per_user_per_emoji(self, events):
+        await events.append([event(1)])
+        for _ in range(2):
+            await events.set_reaction("c1", 1, "u1", "👍", True)
+        await events.set_reaction("c1", 1, "u2", "👍", True)
+        await events.set_reaction("c1", 1, "u2", "🎉", True)
+        await events.set_reaction("c1", 1, "u2", "🎉", False)
+        got = await events.get("c1", 1)
+        assert sorted((r["emoji"], r["user_id"]) for r in got["reactions"]) == [("👍", "u1"), ("👍", "u2")]
+
+    async def test_last_membership_change_finds_the_latest_naming_the_user(self, events):
+        await events.append([{**event(1), "kind": "member_added", "user_ids": ["u9"]}, event(2),
+                             {**event(3), "kind": "member_removed", "user_ids": ["u9"]}, event(4)])
+        assert (await events.last_membership_change("c1", "u9", 4))["seq"] == 3
+        assert (await events.last_membership_change("c1", "u9", 2))["seq"] == 1
+        assert await events.last_membership_change("c1", "u8", 4) is None
 
 
 class TestMongoEventStore(EventStoreContract):

@@ -19,7 +19,7 @@ from storage.mongo import MongoStores
 from storage.redis_store import RedisPresence
 
 TIMEOUT_MS = 500
-MARGIN_S = 1.5           # scheduling slack on a busy 2-core machine; a hang would take far longer
+MARGIN_S = 2.5           # scheduling slack on a busy 2-core machine; a hang would take far longer
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 USER = {"user_id": "u1", "username": "alice", "password_hash": "h", "display_name": "A", "created_at": NOW}
 
@@ -84,9 +84,17 @@ MONGO_CALLS: dict[str, Callable[[MongoStores], Awaitable[Any]]] = {
     "conversations.create": lambda s: s.conversations.create(
         {"conversation_id": "c", "members": ["u1"], "created_at": NOW}, direct_key="k"),
     "conversations.list_for_user": lambda s: s.conversations.list_for_user("u1", None, 10),
-    "conversations.record_activity": lambda s: s.conversations.record_activity("c", 1, NOW),
+    "conversations.save_progress": lambda s: s.conversations.save_progress("c", {"state_seq": 1}),
+    "conversations.set_read": lambda s: s.conversations.set_read("c", "u1", 1, 1),
+    "events.get": lambda s: s.events.get("c", 1),
+    "events.set_reaction": lambda s: s.events.set_reaction("c", 1, "u1", "x", True),
     "users.create": lambda s: s.users.create(USER),
     "users.by_username": lambda s: s.users.by_username("alice"),
+    "users.update_profile": lambda s: s.users.update_profile("u1", {"display_name": "A"}),
+    "blocks.block": lambda s: s.blocks.block("u1", "u2", NOW),
+    "blocks.between": lambda s: s.blocks.between("u1", "u2"),
+    "keys.add_prekeys": lambda s: s.keys.add_prekeys("u1", "ik", [{"key_id": 1, "public_key": "pk"}]),
+    "keys.claim_prekey": lambda s: s.keys.claim_prekey("u1", "ik", NOW),
 }
 
 PRESENCE_CALLS: dict[str, Callable[[RedisPresence], Awaitable[Any]]] = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from storage.errors import DuplicateKey
+from storage.errors import DuplicateKey, StoreRejected
 from storage.ports import UserStore
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)   # ms precision: stores keep ms
@@ -50,6 +50,27 @@ class UserStoreContract:
             await users.create(user("u1", "bob"))
         assert refused.value.key == "user_id"
         assert await users.by_username("bob") is None
+
+    async def test_update_profile_returns_and_stores_the_new_fields(self, users):
+        await users.create(user())
+        expected = {**user(), "display_name": "Alice B."}
+        assert await users.update_profile("u1", {"display_name": "Alice B."}) == expected
+        assert await users.by_id("u1") == expected
+
+    async def test_update_profile_of_an_unknown_user_is_none_and_creates_nothing(self, users):
+        assert await users.update_profile("ghost", {"display_name": "Boo"}) is None
+        assert await users.by_id("ghost") is None
+
+    async def test_update_profile_with_no_changes_returns_the_user(self, users):
+        await users.create(user())
+        assert await users.update_profile("u1", {}) == user()
+
+    @pytest.mark.parametrize("field", ["username", "password_hash", "user_id", "created_at"])
+    async def test_update_profile_refuses_identity_fields_and_writes_nothing(self, users, field):
+        await users.create(user())
+        with pytest.raises(StoreRejected):
+            await users.update_profile("u1", {"display_name": "X", field: "mallory"})
+        assert await users.by_id("u1") == user()
 
 
 class TestMongoUserStore(UserStoreContract):

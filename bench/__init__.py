@@ -1,0 +1,1 @@
+"""raychat benchmarks: `python -m bench.run` (see bench/README.md)."""
