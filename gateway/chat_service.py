@@ -227,7 +227,7 @@ class ChatService:
         return await self.router.call("conv", cid, method, arg)
 
     async def edit(self, user_id: str, cid: str, seq: int, body: str) -> dict[str, Any]:
-        self.check_body(body)
+        self.check_body(body, opaque=(await self.fixed_facts(cid)).e2ee)
         return await self._change(cid, "edit", {"user": user_id, "target_seq": seq, "body": body})
 
     async def delete(self, user_id: str, cid: str, seq: int) -> dict[str, Any]:

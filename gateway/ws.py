@@ -313,6 +313,8 @@ class Session:
             if isinstance(f, Read):
                 await self.svc.read(self.conn.user_id, f.conversation_id, f.seq)
             else:
+                if f.on:    # stopping is never limited: it only ever quiets things down
+                    await self.ctx.limits.typing(self.conn.user_id)
                 await self.svc.typing(self.conn.user_id, f.conversation_id, f.on)
         except ChatError as exc:
             self.conn.send(error_frame(exc, ref=f.conversation_id))

@@ -204,6 +204,21 @@ async def test_websocket_sends_over_the_burst_are_rate_limited_by_ref(raychat_st
     await sock.close()
 
 
+async def test_typing_frames_over_the_burst_are_rate_limited(raychat_strict, strict_http, token):
+    a, b = await register(strict_http, captcha_token=token), await register(strict_http, captcha_token=token)
+    cid = await create_group(strict_http, a, [b])
+    sock = await Socket.open(raychat_strict.ws_url, a)
+    burst = raychat_strict.settings.typing_burst
+    for _ in range(burst + 10):
+        await sock.ws.send(json.dumps({"type": "typing", "conversation_id": cid, "on": True}))
+    await sock.wait_for(lambda: any(e["code"] == "rate_limited" and e.get("ref") == cid for e in sock.errors))
+    await sock.ws.send(json.dumps({"type": "typing", "conversation_id": cid, "on": False}))   # never limited
+    await sock.ws.send('{"type":"ping"}')
+    await sock.wait_for(lambda: any(f["type"] == "pong" for f in sock.frames))
+    assert sum(e["code"] == "rate_limited" for e in sock.errors) <= 10
+    await sock.close()
+
+
 async def test_http_sends_over_the_burst_are_429(strict_http, token):
     a, b = await register(strict_http, captcha_token=token), await register(strict_http, captcha_token=token)
     cid = await create_group(strict_http, a, [b])

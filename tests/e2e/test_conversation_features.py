@@ -253,3 +253,13 @@ async def test_conversation_list_pages_through_everything_once_by_cursor(http):
         if not cursor:
             break
     assert sorted(seen) == sorted(made) and len(seen) == 7
+
+
+async def test_edits_in_e2ee_conversations_keep_ciphertext_byte_for_byte(http):
+    a, b = await register(http), await register(http)
+    r = await http.post("/v1/conversations", headers=a.auth,
+                        json={"kind": "group", "title": "sealed", "members": [b.user_id], "e2ee": True})
+    cid = r.json()["conversation_id"]
+    msg = await _post(http, a, cid, "  c2VhbGVk  ")
+    r = await http.patch(f"/v1/conversations/{cid}/messages/{msg['seq']}", headers=a.auth, json={"body": "   "})
+    assert r.status_code == 200 and r.json()["body"] == "   "
