@@ -32,21 +32,22 @@ from .typing_state import TypingState
 log = logging.getLogger(__name__)
 
 _REPLAY_PAGE = 500
-READ_FLUSH_S = 0.25          # read cursors are coalesced: at most one write per conversation this often
 TYPING_TTL_S = 5.0
 
 
 class ConversationActor:
     batchable: ClassVar[frozenset[str]] = frozenset({"send"})
-    __slots__ = ("cid", "_env", "state", "_stale", "_reads", "_read_flush", "_typing")
+    __slots__ = ("cid", "_env", "state", "_stale", "_cursors", "_reads", "_progress", "_flusher", "_typing")
 
     def __init__(self, cid: str, env: ActorEnv):
         self.cid = cid
         self._env = env
         self.state: ConversationState | None = None
         self._stale = False
-        self._reads: dict[str, tuple[int, int]] | None = None     # pending cursor writes
-        self._read_flush: asyncio.Task | None = None
+        self._cursors: dict[str, int] | None = None               # read cursors seen while active
+        self._reads: dict[str, tuple[int, int]] | None = None     # cursor writes not yet flushed
+        self._progress: dict | None = None                       # newest message not yet checkpointed
+        self._flusher: asyncio.Task | None = None
         self._typing: TypingState | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -86,12 +87,14 @@ class ConversationActor:
             raise Unavailable("store unavailable") from exc
 
     async def on_passivate(self, reason: PassivationReason) -> None:
-        if self._reads:
-            await self._flush_reads()
+        if self._flusher is not None:
+            await self._flusher
+        await self._flush()
         self.state = None
+        self._cursors = None
 
     def can_passivate(self) -> bool:
-        return not self._reads and not self._typing
+        return not self._reads and self._progress is None and self._flusher is None and not self._typing
 
     # ---- messages ------------------------------------------------------------------------
     async def handle(self, method: str, arg: Any) -> Any:
@@ -155,7 +158,8 @@ class ConversationActor:
         for ev in stored:
             count += 1
             self._note_read(ev["sender_id"], ev["seq"], count)
-        env.spawn(self._save_progress(state, stored[-1]), "save conversation progress")
+        self._progress = stored[-1]
+        self._schedule_flush()
 
     async def _is_message(self, seq: int) -> bool:
         try:
@@ -353,27 +357,49 @@ class ConversationActor:
 
     def _note_read(self, user: str, seq: int, count: int) -> bool:
         """Queue a cursor write; False if the cursor would not move forward."""
+        if self._cursors is None:
+            self._cursors = {}
+        if self._cursors.get(user, -1) >= seq:
+            return False
+        self._cursors[user] = seq
         if self._reads is None:
             self._reads = {}
-        old = self._reads.get(user)
-        if old is not None and old[0] >= seq:
-            return False
         self._reads[user] = (seq, count)
-        if self._read_flush is None:
-            self._read_flush = asyncio.get_running_loop().create_task(self._flush_reads_later())
+        self._schedule_flush()
         return True
 
-    async def _flush_reads_later(self) -> None:
-        await asyncio.sleep(READ_FLUSH_S)
-        await self._flush_reads()
+    # ---- checkpoints: coalesced, at most one write of each kind in flight -------------------
+    def _schedule_flush(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
-    async def _flush_reads(self) -> None:
-        reads, self._reads, self._read_flush = self._reads, None, None
-        for user, (seq, count) in (reads or {}).items():
-            try:
-                await self._env.conversations.set_read(self.cid, user, seq, count)
-            except StoreError as exc:   # the next read of this user writes it again ($max)
-                log.warning("read cursor of %s in %s not saved: %r", user, self.cid, exc)
+    async def _flush_loop(self) -> None:
+        """Whatever piles up while one write is in flight goes in the next one: under load a
+        conversation writes one checkpoint and one cursor update per store round trip, not
+        one per message."""
+        try:
+            while self._progress is not None or self._reads:
+                await self._flush()
+        finally:
+            self._flusher = None
+
+    async def _flush(self) -> None:
+        progress, self._progress = self._progress, None
+        reads, self._reads = self._reads, None
+        try:
+            if progress is not None and self.state is not None:
+                await self._save_progress(self.state, progress)
+            if reads:
+                await self._env.conversations.set_reads(self.cid, reads)
+        except StoreError as exc:
+            # Both writes are idempotent and monotonic: the next flush (or an activation's
+            # replay, for the checkpoint) makes up for this one.
+            log.warning("conversation %s: checkpoint deferred: %r", self.cid, exc)
+            await asyncio.sleep(1.0)
+            if progress is not None and self._progress is None:
+                self._progress = progress
+            if reads:
+                self._reads = {**reads, **(self._reads or {})}
 
     async def _typing_frame(self, a: dict) -> None:
         user, on = a["user"], a["on"]

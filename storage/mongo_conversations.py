@@ -89,25 +89,30 @@ class MongoConversationStore:
         if at is not None:
             update["$max"] = {"last_activity_at": at}
         with mongo_errors(INDEXES):
-            # {_id, state_seq} and never an $or: SecantusDB plans an $or beside _id as a collection
-            # scan. The port has every conversation created with state_seq 0, so the range suffices.
+            # One predicate beside _id, never an $or (SecantusDB scans the collection for an $or
+            # beside _id); "not >= n" also matches a conversation that has no state_seq yet.
             await self._conversations.update_one(
-                {"_id": conversation_id, "state_seq": {"$lt": progress["state_seq"]}}, update)
+                {"_id": conversation_id, "state_seq": {"$not": {"$gte": progress["state_seq"]}}}, update)
 
     async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
         with mongo_errors(INDEXES):
             cursor = self._conversations.find({"members": user_id, "kind": "direct"}, {"members": 1}).limit(limit)
             return [m for doc in await cursor.to_list() for m in doc["members"] if m != user_id]
 
-    async def set_read(self, conversation_id: str, user_id: str, seq: int, count: int) -> None:
+    async def set_reads(self, conversation_id: str, reads: dict[str, tuple[int, int]]) -> None:
         # Cursors live in the conversation document, so one query lists conversations with
-        # the caller's unread counts. $max: a cursor only moves forward.
-        if "." in user_id or user_id.startswith("$"):
-            raise StoreRejected("a user id may not contain '.' or start with '$'")
+        # the caller's unread counts; all of a flush's cursors go in one update. $max: a
+        # cursor only moves forward.
+        fields: dict[str, int] = {}
+        for user_id, (seq, count) in reads.items():
+            if "." in user_id or user_id.startswith("$"):
+                raise StoreRejected("a user id may not contain '.' or start with '$'")
+            fields[f"reads.{user_id}.seq"] = seq
+            fields[f"reads.{user_id}.count"] = count
+        if not fields:
+            return
         with mongo_errors(INDEXES):
-            await self._conversations.update_one(
-                {"_id": conversation_id},
-                {"$max": {f"reads.{user_id}.seq": seq, f"reads.{user_id}.count": count}})
+            await self._conversations.update_one({"_id": conversation_id}, {"$max": fields})
 
 
 def _to_doc(conversation: Conversation) -> dict[str, Any]:

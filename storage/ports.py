@@ -113,9 +113,10 @@ class ConversationStore(Protocol):
     async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
         """The other member of each direct conversation of user_id (presence goes to them). One query."""
 
-    async def set_read(self, conversation_id: str, user_id: str, seq: int, count: int) -> None:
-        """Raise the user's read cursor (``reads.<user_id>``: seq, and how many messages that
-        covers) to these values; never lowers them. User ids hold no '.' and start with no '$'."""
+    async def set_reads(self, conversation_id: str, reads: dict[str, tuple[int, int]]) -> None:
+        """For each {user_id: (seq, count)}, raise that user's read cursor (``reads.<user_id>``:
+        seq, and how many messages it covers) to these values; never lowers them. One write.
+        User ids hold no '.' and start with no '$'."""
 
 
 class UserStore(Protocol):

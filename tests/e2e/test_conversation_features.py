@@ -192,19 +192,22 @@ async def test_read_receipts_go_to_others_and_unread_counts_ignore_own_messages(
     sa = await Socket.open(raychat.ws_url, a)
     for i in range(3):
         await _post(http, a, cid, f"a{i}")
-    await asyncio.sleep(0.6)     # cursors are coalesced
+    await asyncio.sleep(0.3)     # cursors are written after the answer
     assert (await _conv(http, a, cid))["unread_count"] == 0
     assert (await _conv(http, b, cid))["unread_count"] == 3
-    await _post(http, b, cid, "b0")      # replying reads what came before
-    await asyncio.sleep(0.6)
-    assert (await _conv(http, a, cid))["unread_count"] == 1
     r = await http.post(f"/v1/conversations/{cid}/read", headers=b.auth, json={"seq": 2})
     assert r.status_code == 204
     await sa.wait_for(lambda: any(f["type"] == "receipt" and f["seq"] == 2 for f in sa.frames))
+    await asyncio.sleep(0.3)
+    assert (await _conv(http, b, cid))["unread_count"] == 1
+    await _post(http, b, cid, "b0")      # replying reads what came before
     r = await http.post(f"/v1/conversations/{cid}/read", headers=b.auth, json={"seq": 1})   # backwards: ignored
-    await asyncio.sleep(0.6)
+    assert r.status_code == 204
+    await asyncio.sleep(0.3)
     b_view = await _conv(http, b, cid)
-    assert b_view["read_seq"] == 4 and b_view["unread_count"] == 0     # b's own send at 4 moved the cursor
+    assert b_view["read_seq"] == 4 and b_view["unread_count"] == 0
+    assert (await _conv(http, a, cid))["unread_count"] == 1
+    assert [f["seq"] for f in sa.frames if f["type"] == "receipt"] == [2]
     r = await http.post(f"/v1/conversations/{cid}/read", headers=b.auth, json={"seq": 99})
     assert r.status_code == 422
     assert b_view["last_message"]["body"] == "b0"

@@ -125,6 +125,13 @@ class ConversationStoreContract:
         await conversations.save_progress("old", {"state_seq": 1, "last_activity_at": T0 + timedelta(minutes=2)})
         assert ids(await conversations.list_for_user("alice", None, 10)) == ["old", "new"]
 
+    async def test_save_progress_applies_to_a_conversation_without_a_checkpoint(self, conversations):
+        conv = conversation("c1")
+        del conv["state_seq"]
+        await conversations.create(conv)
+        await conversations.save_progress("c1", {"state_seq": 3, "last_seq": 3})
+        assert (await conversations.get("c1"))["state_seq"] == 3
+
     async def test_save_progress_never_creates_a_conversation(self, conversations):
         await conversations.save_progress("ghost", {"state_seq": 1})
         assert await conversations.get("ghost") is None
@@ -137,9 +144,8 @@ class ConversationStoreContract:
 
     async def test_read_cursor_only_moves_forward(self, conversations):
         await conversations.create(conversation("c1"))
-        await conversations.set_read("c1", "alice", 5, 3)
-        await conversations.set_read("c1", "alice", 4, 2)
-        await conversations.set_read("c1", "bob", 1, 1)
+        await conversations.set_reads("c1", {"alice": (5, 3)})
+        await conversations.set_reads("c1", {"alice": (4, 2), "bob": (1, 1)})
         got = await conversations.get("c1")
         assert got["reads"] == {"alice": {"seq": 5, "count": 3}, "bob": {"seq": 1, "count": 1}}
 

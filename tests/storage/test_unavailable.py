@@ -85,7 +85,7 @@ MONGO_CALLS: dict[str, Callable[[MongoStores], Awaitable[Any]]] = {
         {"conversation_id": "c", "members": ["u1"], "created_at": NOW}, direct_key="k"),
     "conversations.list_for_user": lambda s: s.conversations.list_for_user("u1", None, 10),
     "conversations.save_progress": lambda s: s.conversations.save_progress("c", {"state_seq": 1}),
-    "conversations.set_read": lambda s: s.conversations.set_read("c", "u1", 1, 1),
+    "conversations.set_reads": lambda s: s.conversations.set_reads("c", {"u1": (1, 1)}),
     "events.get": lambda s: s.events.get("c", 1),
     "events.set_reaction": lambda s: s.events.set_reaction("c", 1, "u1", "x", True),
     "users.create": lambda s: s.users.create(USER),
