@@ -236,6 +236,18 @@ def test_up_serves_stops_cleanly_on_sigterm_and_keeps_data_across_restarts(launc
     r = httpx.post(first.url + "/v1/auth/register", json=account, timeout=30)
     assert r.status_code == 201, r.text
     user_id = r.json()["user_id"]
+    bob = {"username": "restart_bob", "password": "correct horse battery"}
+    bob_id = httpx.post(first.url + "/v1/auth/register", json=bob, timeout=30).json()["user_id"]
+    token = httpx.post(first.url + "/v1/auth/login", json=account, timeout=30).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    r = httpx.post(first.url + "/v1/conversations", headers=auth, timeout=30,
+                   json={"kind": "direct", "members": [bob_id]})
+    assert r.status_code == 201, r.text
+    cid = r.json()["conversation_id"]
+    for i in range(3):
+        r = httpx.post(f"{first.url}/v1/conversations/{cid}/messages", headers=auth, timeout=30,
+                       json={"client_msg_id": f"k{i}", "body": f"kept {i}"})
+        assert r.status_code == 201, r.text
     first.wait_for_output(f"raychat is up on {first.url} (data in {data_dir})\n")
     assert (data_dir / "media").is_dir() and (data_dir / "mongo").is_dir()
     cmdlines = " ".join(first.descendant_cmdlines())
@@ -248,6 +260,14 @@ def test_up_serves_stops_cleanly_on_sigterm_and_keeps_data_across_restarts(launc
     assert r.status_code == 200, r.text
     assert r.json()["user_id"] == user_id
     assert r.json()["access_token"]
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    convs = httpx.get(second.url + "/v1/conversations", headers=auth, timeout=30).json()["conversations"]
+    assert [c["conversation_id"] for c in convs] == [cid]
+    events = httpx.get(f"{second.url}/v1/conversations/{cid}/events", headers=auth, timeout=30).json()["events"]
+    assert [(e["seq"], e["body"]) for e in events] == [(1, "kept 0"), (2, "kept 1"), (3, "kept 2")]
+    r = httpx.post(f"{second.url}/v1/conversations/{cid}/messages", headers=auth, timeout=30,
+                   json={"client_msg_id": "k3", "body": "after the restart"})
+    assert r.status_code == 201 and r.json()["seq"] == 4
     second.terminate_and_check()
 
 
