@@ -17,7 +17,7 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 from actors.directory import ensure_hosts
 from actors.placement import host_names, owner
 from raychat.config import Settings
-from raychat.errors import ChatError, Unavailable
+from raychat.errors import ChatError, Internal, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ class HostRouter:
                     results = await self._call_host(key, [(m, a) for m, a, _ in batch])
                 except ChatError as exc:
                     results = [{"err": exc.to_dict()}] * len(batch)
+                except Exception:     # a bug on either side: answer, never leave a caller hanging
+                    log.exception("call to %s %s failed", *key)
+                    results = [{"err": Internal("internal error").to_dict()}] * len(batch)
                 for (_, _, fut), res in zip(batch, results):
                     if not fut.done():
                         fut.set_result(res)
