@@ -96,6 +96,12 @@ async def test_malformed_json_closes_1007(live):
     assert await _close_code(ws) == 1007
 
 
+async def test_text_frame_that_is_not_utf8_closes_1007(live):
+    *_, ws = live
+    await ws.send(b'{"type":"ping","x":"\xff\xfe"}', text=True)    # a text frame, bytes not UTF-8
+    assert await _close_code(ws) == 1007
+
+
 async def test_binary_frame_closes_1003(live):
     *_, ws = live
     await ws.send(b"\x00\x01")
