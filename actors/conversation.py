@@ -19,10 +19,13 @@ import asyncio
 import logging
 from typing import Any, ClassVar, Iterable
 
+from push.jobs import message_job
 from raychat.errors import ChatError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+from raychat.terms import terms as message_terms
 from storage.errors import DuplicateEvent, StoreError
 
 from .conversation_state import ConversationState, SendCommand, event_digest, message_draft, number
+from . import metrics
 from .env import ActorEnv
 from .events import dumps, event_frame, utc
 from .registry import PassivationReason
@@ -77,7 +80,7 @@ class ConversationActor:
                 events = await self._env.events.read_after(self.cid, after, _REPLAY_PAGE)
                 for ev in events:
                     state.apply(ev)
-                    await self._project_message(ev)
+                    await self._project_message(ev, state.e2ee)
                 if events:
                     after = events[-1]["seq"]
                 if len(events) < _REPLAY_PAGE:
@@ -138,7 +141,7 @@ class ConversationActor:
             first_of[key] = i
             news.append(i)
         if news:
-            written, stored = await self._write([message_draft(cmds[i]) for i in news])
+            written, stored = await self._write([message_draft(cmds[i], e2ee=state.e2ee) for i in news])
             for i, res in zip(news, written):
                 results[i] = res
             if stored:
@@ -152,7 +155,14 @@ class ConversationActor:
 
     def _after_messages(self, stored: list[dict]) -> None:
         env, state = self._env, self.state
+        metrics.MESSAGES_ACCEPTED.inc(len(stored))
         env.fanout(state.members, [(self.cid, ev["seq"], event_frame(ev), None) for ev in stored])
+        if env.push is not None:
+            # One job per batch, off the send path: members without a live socket get a push.
+            job = message_job(self.cid, stored, state.members, e2ee=state.e2ee,
+                              title=state.title if state.kind == "group" else None)
+            if job["messages"]:
+                env.spawn(env.push.enqueue([job]), "push enqueue")
         # A sender has read what they sent: their own messages never count as unread.
         count = state.message_count - len(stored)
         for ev in stored:
@@ -211,6 +221,9 @@ class ConversationActor:
 
     def _commit(self, events: list[dict], idx: list[int], out: list[Any], stored: list[dict]) -> None:
         for ev, i in zip(events, idx):
+            # The search terms are stored; no read returns them, and neither does the answer, the
+            # fan-out or the dedupe window (they would only cost memory and Ray serialization).
+            ev.pop("terms", None)
             out[i] = ev
             self.state.remember(ev)
             self.state.apply(ev)
@@ -234,7 +247,7 @@ class ConversationActor:
                 raise r
         try:
             for ev in stored:
-                await self._project_message(ev)
+                await self._project_message(ev, self.state.e2ee)
             await self._save_progress(self.state, None)
         except StoreError:
             self._stale = True    # stored but not projected: activation replays it
@@ -246,10 +259,15 @@ class ConversationActor:
         self._env.fanout(recipients, frames)
         return results[0]
 
-    async def _project_message(self, ev: dict) -> None:
+    async def _project_message(self, ev: dict, e2ee: bool) -> None:
         kind, events = ev["kind"], self._env.events
         if kind == "edit":
-            await events.edit_message(self.cid, ev["target_seq"], ev["body"], ev["created_at"])
+            body = ev.get("body")
+            # No body: a later delete erased it (a replay after a crash), and the message is gone.
+            if body is not None:
+                # The edit re-indexes the message from its new body; an e2ee one has no terms.
+                await events.edit_message(self.cid, ev["target_seq"], body, ev["created_at"],
+                                          None if e2ee else message_terms(body))
         elif kind == "delete":
             await events.erase_message(self.cid, ev["target_seq"])
         elif kind == "reaction":

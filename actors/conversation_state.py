@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raychat.errors import ChatError, Conflict, Forbidden, Invalid
+from raychat.terms import terms as message_terms
 
 from .roster import Roster
 
@@ -140,9 +141,14 @@ class ConversationState:
         self.last_seq = max(self.last_seq, ev["seq"])
 
 
-def message_draft(c: SendCommand) -> dict:
-    return {"kind": "message", "sender_id": c.sender_id, "client_msg_id": c.client_msg_id, "body": c.body,
-            "attachments": list(c.attachments), "reply_to": c.reply_to}
+def message_draft(c: SendCommand, *, e2ee: bool = False) -> dict:
+    draft = {"kind": "message", "sender_id": c.sender_id, "client_msg_id": c.client_msg_id, "body": c.body,
+             "attachments": list(c.attachments), "reply_to": c.reply_to}
+    # Search indexes the words (DESIGN.md, "Search"), except in e2ee conversations: the body is
+    # ciphertext there, whose "words" are noise, and terms of a plaintext would be a leak.
+    if not e2ee:
+        draft["terms"] = message_terms(c.body)
+    return draft
 
 
 def number(conversation_id: str, drafts: list[dict], first_seq: int, created_at: Any) -> list[dict]:

@@ -28,6 +28,8 @@ class ActorEnv:
     fanout: Callable[[Iterable[str], list[tuple[str, int, str, frozenset | None]]], None]
     # call_later(delay_s, kind, id, method, arg): post a message to a virtual actor later.
     call_later: Callable[[float, str, str, str, Any], None]
+    # The push queue (push/ports.py JobQueue; only ``enqueue`` is used here), or None: push off.
+    push: Any = None
     _tasks: set = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import ray
 
+from push.runtime import build_queue
+from raychat import logs
 from raychat.clock import SystemClock
 from raychat.config import Settings
 from raychat.errors import ChatError, Internal
@@ -24,8 +26,11 @@ from storage.redis_store import RedisPresence
 
 from .conversation import ConversationActor
 from .env import ActorEnv
+from . import metrics as host_metrics
+from .follower import MembershipFollower
+from .membership import View
 from .outbox import Outbox
-from .placement import group_by_owner, host_names
+from .placement import group_by_owner, owner
 from .registry import PassivationReason, Registry
 from .session import SessionActor
 
@@ -35,25 +40,36 @@ _HEARTBEAT_S = 15.0          # an empty batch on an idle stream, so a replica no
 _OUTBOX_CAPACITY = 100_000
 
 
+def _log_context(kind: str, ident: str) -> None:
+    """Log lines of this call, and of the mailbox task it may start, name the actor: each Ray
+    call runs in a task of its own, and a mailbox's task is started by a call to that actor."""
+    logs.new_context(**{_LOG_FIELD.get(kind, "actor_id"): ident})
+
+
+_LOG_FIELD = {"conv": "conversation_id", "user": "user_id"}
+
+
 class ActorHost:
     def __init__(self, name: str, settings: dict[str, Any]):
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
         self.name = name
         self.settings = Settings.from_dict(settings)
         s = self.settings
+        logs.configure(s.log_level, s.log_format)
         self.stores = MongoStores(s.mongodb_uri, s.mongodb_db, write_concern=s.write_concern,
                                   journal=s.write_journal, timeout_ms=s.store_timeout_ms)
         self.presence = RedisPresence(s.redis_url, timeout_s=s.store_timeout_ms / 1000)
         self.clock = SystemClock()
-        self.hosts = host_names(s.hosts)
         self.env = ActorEnv(events=self.stores.events, conversations=self.stores.conversations,
                             presence=self.presence, clock=self.clock, dedupe_window=s.dedupe_window,
                             presence_ttl_s=s.presence_ttl_s, max_group_members=s.max_group_members,
-                            fanout=self._fanout, call_later=self._call_later)
+                            fanout=self._fanout, call_later=self._call_later,
+                            push=build_queue(s) if s.push_enabled else None)
         self.registry = Registry({"conv": lambda cid: ConversationActor(cid, self.env),
                                   "user": lambda uid: SessionActor(uid, self.env)},
                                  self.clock, idle_after_s=s.passivate_after_s,
                                  mailbox_capacity=s.mailbox_capacity)
+        # The hosts that own keys now (from the directory): fan-out grouping and ownership.
+        self.membership = MembershipFollower(name, s.namespace, self.registry)
         self.outboxes: dict[str, Outbox] = {}
         self._peers: dict[str, Any] = {}
         self._peer_queues: dict[str, list] = {}
@@ -66,16 +82,29 @@ class ActorHost:
         if self._background:
             return
         loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._sweeper()), loop.create_task(self._presence_heartbeat())]
+        self._background = [loop.create_task(self._sweeper()), loop.create_task(self._presence_heartbeat()),
+                            loop.create_task(self.membership.follow())]
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.membership.hosts
 
     async def ready(self) -> dict[str, Any]:
         """Answer once the host is up; creates the store indexes (idempotent)."""
         self._ensure_started()
         await self.stores.ensure_indexes()
-        return {"name": self.name, "pid": os.getpid()}
+        return {"name": self.name, "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
     async def stop(self) -> None:
         await self.registry.passivate_all(PassivationReason.HOST_STOPPING)
+
+    async def leave(self, view: dict[str, Any]) -> None:
+        """Hand every key over before the directory stops this host: take the view that no
+        longer names it, then passivate what it holds (sessions stay online: they moved)."""
+        self._ensure_started()
+        self.membership.apply(View.from_dict(view))
+        await self.membership.move_out()
+        await self.registry.passivate_all(PassivationReason.MOVED)
 
     async def _sweeper(self) -> None:
         period = max(0.05, min(self.settings.passivate_after_s / 2, 5.0))
@@ -93,13 +122,23 @@ class ActorHost:
             uids = [a.uid for a in self.registry.actors("user") if a.online]
             if uids:
                 try:
-                    await self.presence.refresh(uids, ttl)
+                    missing = await self.presence.refresh(uids, ttl)
+                    # Marks gone while their session is still online were lost with Redis (a
+                    # restart without persistence): put them back. Checked again after the
+                    # round trip, so a session that went offline meanwhile stays offline.
+                    for uid in missing:
+                        actor = self.registry.peek("user", uid)
+                        if actor is not None and actor.online:
+                            await self.presence.set_online(uid, ttl)
                 except Exception as exc:
                     log.warning("presence heartbeat failed: %r", exc)
 
     # ---- calls from gateways ---------------------------------------------------------
     async def call(self, kind: str, ident: str, method: str, arg: Any = None) -> dict[str, Any]:
         self._ensure_started()
+        _log_context(kind, ident)
+        if not await self.membership.owns((kind, ident)):
+            return self._moved()
         try:
             return {"ok": await self.registry.call(kind, ident, method, arg)}
         except ChatError as exc:
@@ -110,8 +149,14 @@ class ActorHost:
 
     async def call_many(self, kind: str, ident: str, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         """Several messages for one virtual actor, posted to its mailbox in this order before
-        any is awaited (a gateway's ordered channel; see gateway/router.py)."""
+        any is awaited (a gateway's ordered channel; see gateway/router.py).
+
+        A key this host does not own under its view gets ``{"moved": view_version}`` for every
+        item, and nothing is posted: the caller retries on the owner of its (newer) view."""
         self._ensure_started()
+        _log_context(kind, ident)
+        if not await self.membership.owns((kind, ident)):
+            return [self._moved()] * len(items)
         futures = []
         for method, arg in items:
             try:
@@ -134,22 +179,41 @@ class ActorHost:
                 "conversations": self.registry.count("conv"), "sessions": self.registry.count("user"),
                 "activations": self.registry.activations, "passivations": self.registry.passivations,
                 "mailbox_depth": self.registry.mailbox_depth(), "ray_calls_out": self.ray_calls_out,
-                "outboxes": {r: len(o.items) for r, o in self.outboxes.items()}}
+                "outboxes": {r: len(o.items) for r, o in self.outboxes.items()},
+                "view_version": self.membership.view.version, "moved_out": self.membership.moved_out}
+
+    async def metrics(self) -> str:
+        """This host's metrics in the Prometheus text format (a gateway's GET /metrics merges them)."""
+        return host_metrics.exposition(self.registry)
 
     async def sweep_now(self) -> int:
         """Passivate idle actors at once (operators and benchmarks)."""
         return len(await self.registry.sweep())
 
+    def _moved(self) -> dict[str, Any]:
+        return {"moved": self.membership.view.version}
+
     def _call_later(self, delay_s: float, kind: str, ident: str, method: str, arg: Any) -> None:
         def post() -> None:
+            if not self._owns_now((kind, ident)):
+                return     # the key moved away meanwhile: activating it here would make a second copy
             task = asyncio.get_running_loop().create_task(self.registry.call(kind, ident, method, arg))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())   # failures are not news
         asyncio.get_running_loop().call_later(delay_s, post)
 
     # ---- fan-out ---------------------------------------------------------------------
+    def _owns_now(self, key: tuple[str, str]) -> bool:
+        hosts = self.membership.hosts
+        return bool(hosts) and owner(key, hosts) == self.name
+
     def _fanout(self, users, frames: list[tuple[str, int, str, frozenset | None]]) -> None:
-        if not frames:
+        if not frames or not self.hosts:
             return
+        if not isinstance(users, (set, frozenset, list, tuple)):
+            users = list(users)          # counted below, then grouped: a generator would be spent
+        for _, seq, _, _ in frames:
+            if seq:                      # an event; seq 0 is typing or a receipt
+                host_metrics.FANOUT_RECIPIENTS.observe(len(users))
         for host, uids in group_by_owner("user", users, self.hosts).items():
             if host == self.name:
                 self._deliver_local([(uids, frames)])

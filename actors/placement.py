@@ -32,5 +32,9 @@ def group_by_owner(kind: str, ids: Iterable[str], hosts: Sequence[str]) -> dict[
     return out
 
 
-def host_names(count: int) -> list[str]:
-    return [f"raychat-host-{i}" for i in range(count)]
+def not_owned(keys: Iterable[Key], me: str, hosts: Sequence[str]) -> list[Key]:
+    """The keys a host holds that another host owns under ``hosts``: after a membership change
+    it passivates them, so their new owner activates them from the store."""
+    if not hosts:
+        return list(keys)
+    return [k for k in keys if owner(k, hosts) != me]

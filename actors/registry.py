@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 from raychat.clock import Clock
 
+from . import metrics
 from .mailbox import Mailbox
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class PassivationReason(enum.Enum):
     IDLE = "idle"
     HOST_STOPPING = "host_stopping"
     FENCED = "fenced"          # another writer holds the key: drop state, reload on next message
+    MOVED = "moved"            # the membership changed and another host owns the key now
 
 
 class VirtualActor(Protocol):
@@ -92,6 +94,7 @@ class Registry:
             slot = _Slot(factory(ident), self._capacity, self._report)
             self._slots[key] = slot
             self.activations += 1
+            metrics.ACTIVATIONS.labels(kind).inc()
         slot.last_used = self._clock.monotonic()
         return slot
 
@@ -112,11 +115,23 @@ class Registry:
     def actors(self, kind: str):
         return [s.actor for (k, _), s in self._slots.items() if k == kind and s.activated]
 
+    def keys(self) -> list[tuple[str, str]]:
+        """Every key held, activated or not."""
+        return list(self._slots)
+
     def count(self, kind: str | None = None) -> int:
         return sum(1 for (k, _) in self._slots if kind is None or k == kind)
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._factories)
+
     def mailbox_depth(self) -> int:
         return sum(len(s.mailbox) for s in self._slots.values())
+
+    def mailbox_depths(self) -> list[int]:
+        """Messages waiting in each mailbox that has any."""
+        return [n for s in self._slots.values() if (n := len(s.mailbox))]
 
     async def sweep(self) -> list[tuple[str, str]]:
         """Passivate every actor idle for longer than idle_after_s; return their keys."""
@@ -132,11 +147,24 @@ class Registry:
         if slot is None:
             return
         self.passivations += 1
+        metrics.PASSIVATIONS.labels(key[0], reason.value).inc()
         if slot.activated:
             try:
                 await slot.actor.on_passivate(reason)
             except Exception:
                 log.exception("on_passivate failed for %s", key)
+
+    async def passivate_if_idle(self, key: tuple[str, str], reason: PassivationReason) -> bool:
+        """Passivate the actor unless a message is queued or running (dropping its state under a
+        running handler would break it); True if it is gone. Ignores ``can_passivate``: the
+        caller decides that the actor must go (e.g. its key moved to another host)."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return True
+        if not slot.mailbox.idle:
+            return False
+        await self.passivate(key, reason)
+        return True
 
     async def passivate_all(self, reason: PassivationReason) -> None:
         for key in list(self._slots):

@@ -43,7 +43,10 @@ class SessionActor:
         self.connections = {}
 
     async def on_passivate(self, reason: PassivationReason) -> None:
-        if self.online:   # only when the host stops: the sockets die with it
+        # Only when the host stops: the sockets die with it. A session that moved to another
+        # host stays online: its sockets are registered there, and an offline written now
+        # could land after the new owner's online.
+        if self.online and reason is not PassivationReason.MOVED:
             await self._go_offline()
         self.connections = {}
 

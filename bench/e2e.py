@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import websockets
 
+from raychat.client import Client as Sdk
+
 from .cpu import CpuWindow
 from .stats import summary_ms
 
@@ -124,32 +126,29 @@ class Load:
                 self.refused.add(f["ref"])
 
 
-async def _register(http: httpx.AsyncClient, i: int, run: str, sem: asyncio.Semaphore) -> Client:
-    name = f"b{run}_{i}"
+async def _register(http: httpx.AsyncClient, i: int, run: str, sem: asyncio.Semaphore) -> Sdk:
+    sdk = Sdk(str(http.base_url), http=http)
     async with sem:
-        r = await http.post("/v1/auth/register", json={"username": name, "password": PASSWORD})
-        r.raise_for_status()
-        r = await http.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
-        r.raise_for_status()
-    body = r.json()
-    return Client(i, body["user_id"], body["access_token"])
+        await sdk.register(f"b{run}_{i}", PASSWORD)
+        await sdk.login(f"b{run}_{i}", PASSWORD)
+    return sdk
 
 
 async def setup_users(base_url: str, users: int, group_size: int) -> tuple[list[Client], float]:
-    """Register and log in every user over HTTP, then make the groups (the first member owns each)."""
+    """Register and log in every user with the SDK, then make the groups (the first member owns
+    each). The measured sockets stay raw (``_connect``): the SDK would hide what the benchmark
+    counts, a repeated seq on one socket, and add its own work to every latency."""
     t = time.perf_counter()
     run = uuid.uuid4().hex[:6]
     sem = asyncio.Semaphore(4)   # argon2id costs ~20 MiB and tens of ms per hash: do not swamp 2 cores
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-        clients = list(await asyncio.gather(*(_register(http, i, run, sem) for i in range(users))))
+        sdks = list(await asyncio.gather(*(_register(http, i, run, sem) for i in range(users))))
+        clients = [Client(i, s.user_id, s.access_token) for i, s in enumerate(sdks)]
         for lo in range(0, users, group_size):
-            group = clients[lo:lo + group_size]
-            r = await http.post("/v1/conversations", headers={"Authorization": f"Bearer {group[0].token}"},
-                                json={"kind": "group", "title": f"bench {lo // group_size}",
-                                      "members": [c.user_id for c in group[1:]]})
-            r.raise_for_status()
-            for c in group:
-                c.cid = r.json()["conversation_id"]
+            members = [c.user_id for c in clients[lo + 1:lo + group_size]]
+            conv = await sdks[lo].create_group(f"bench {lo // group_size}", members)
+            for c in clients[lo:lo + group_size]:
+                c.cid = conv["conversation_id"]
     return clients, time.perf_counter() - t
 
 
@@ -404,7 +403,7 @@ def run(mongo_uri: str, redis_url: str, data_dir: Path, *, users: int, group_siz
     import ray
     from ray import serve
 
-    from actors.placement import host_names
+    from actors.directory import current_view
     from raychat.config import Settings
     from serve_app import build_app
     from storage.embedded import free_port
@@ -448,8 +447,8 @@ def run(mongo_uri: str, redis_url: str, data_dir: Path, *, users: int, group_siz
         async def drive() -> None:
             clients, setup_s = await setup_users(f"http://127.0.0.1:{port}", users, group_size)
             out["setup_users_s"] = round(setup_s, 1)
-            out["runs"] = [await measure(clients, f"ws://127.0.0.1:{port}", rate, host_names(settings.hosts))
-                           for rate in rates]
+            hosts = list(current_view(namespace).hosts)
+            out["runs"] = [await measure(clients, f"ws://127.0.0.1:{port}", rate, hosts) for rate in rates]
 
         asyncio.run(drive())
         if floor_rates:

@@ -143,6 +143,16 @@ class AccountService:
             raise NotFound("no such user")
         return _profile_wire(user, private)
 
+    async def profile_by_username(self, username: str) -> dict[str, Any]:
+        """The public profile of the user with that username, normalized as at login (so "Alice"
+        finds "alice"); NotFound if there is none. How a client turns a name into a user_id."""
+        name = normalize_username(username)
+        async with store_errors():
+            user = await self.stores.users.by_username(name)
+        if user is None:
+            raise NotFound("no such user")
+        return _profile_wire(user, private=False)
+
     async def update_profile(self, user_id: str, display_name: str | None) -> dict[str, Any]:
         """Apply the fields given (None leaves one as it is); answer the caller's own profile."""
         changes: dict[str, Any] = {}

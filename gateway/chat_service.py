@@ -16,6 +16,7 @@ from raychat.errors import Invalid, NotFound, TooLarge
 
 from .block_service import BlockService
 from .keyed_lock import KeyedLock
+from .media_service import MediaService
 from .lru import LruCache
 from .router import HostRouter
 from .service_common import new_id, store_errors
@@ -33,12 +34,13 @@ class FixedFacts:
 
 class ChatService:
     def __init__(self, settings: Settings, stores: Any, router: HostRouter, clock: Clock,
-                 blocks: BlockService | None = None):
+                 blocks: BlockService | None = None, media: MediaService | None = None):
         self.settings = settings
         self.stores = stores
         self.router = router
         self.clock = clock
         self.blocks = blocks or BlockService(stores, clock)
+        self.media = media              # None: attachments are refused (a context built without media)
         self._fixed: LruCache[str, FixedFacts] = LruCache(FIXED_FACTS_CACHED)
         self._send_order = KeyedLock()
 
@@ -133,12 +135,13 @@ class ChatService:
         return out
 
     # ---- messages --------------------------------------------------------------------
-    def check_body(self, body: str, *, opaque: bool = False) -> None:
+    def check_body(self, body: str, *, opaque: bool = False, may_be_empty: bool = False) -> None:
         """Size limits hold for every body. An ``opaque`` one (ciphertext of an e2ee conversation)
-        is otherwise only required to be non-empty: the server never looks inside it."""
+        is otherwise only required to be non-empty: the server never looks inside it. A message
+        with attachments ``may_be_empty``: a photo needs no caption."""
         if len(body.encode("utf-8", "surrogatepass")) > self.settings.max_body_bytes:
             raise TooLarge(f"body: over {self.settings.max_body_bytes} bytes")
-        if not (body if opaque else body.strip()):
+        if not may_be_empty and not (body if opaque else body.strip()):
             raise Invalid("body: must not be empty")
 
     async def fixed_facts(self, cid: str) -> FixedFacts:
@@ -166,7 +169,7 @@ class ChatService:
             # An e2ee body is ciphertext, stored and relayed byte for byte: no normalization here or
             # later. Search indexing (DESIGN.md, "Search": a `terms` array per message) must skip
             # these conversations (Conversation["e2ee"]): words of ciphertext are noise and a leak.
-            self.check_body(body, opaque=facts.e2ee)
+            self.check_body(body, opaque=facts.e2ee, may_be_empty=bool(attachments))
             if facts.kind == "direct" and user_id in facts.pair:
                 other = facts.pair[1] if facts.pair[0] == user_id else facts.pair[0]
                 # One store query per direct send. The conversation actor could hold its pair's
@@ -175,7 +178,13 @@ class ChatService:
                 # with no invalidation to get right. Non-members skip this: the actor says forbidden.
                 await self.blocks.check_direct(user_id, other)
             if attachments:
-                raise Invalid("attachments: media uploads are not enabled on this server yet")
+                if self.media is None:
+                    raise Invalid("attachments: media uploads are not enabled on this server")
+                # Inside the ordering lock like the other checks; the media are recorded as
+                # attached here, before the actor stores the message, so a member who sees the
+                # event can fetch them at once. (If the actor then refuses the send, the uploader's
+                # media is only reachable by members who were never shown its id.)
+                await self.media.check_attachments(user_id, cid, list(attachments))
             cmd = SendCommand(sender_id=user_id, client_msg_id=client_msg_id, body=body,
                               attachments=tuple(attachments or ()), reply_to=reply_to,
                               deadline=self.clock.now() + self.router.admission_window_s)
@@ -189,11 +198,18 @@ class ChatService:
 
     async def events_after(self, user_id: str, cid: str, after_seq: int, limit: int) -> dict[str, Any]:
         await self.member_conversation(user_id, cid)
+        # The resume feed hides what a member removed and added back missed while out, as the
+        # socket's replay does; a page keeps scanning past hidden events so it is never empty
+        # while visible ones remain (a client pages with the last seq it was given).
+        events: list[dict] = []
+        after, more = after_seq, True
+        while more and len(events) <= limit:
+            found, after, more = await self.read_visible(user_id, cid, after, limit + 1 - len(events))
+            events += found
         async with store_errors():
-            events = await self.stores.events.read_after(cid, after_seq, limit + 1)
             last = await self.stores.events.last_seq(cid)
         return {"events": [event_to_wire(e) for e in events[:limit]], "last_seq": last,
-                "has_more": len(events) > limit}
+                "has_more": len(events) > limit or more}
 
     async def history(self, user_id: str, cid: str, before_seq: int | None, limit: int) -> dict[str, Any]:
         await self.member_conversation(user_id, cid)

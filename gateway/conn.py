@@ -16,6 +16,9 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from actors.events import event_frame
+from raychat.clock import Clock, SystemClock
+
+from .metrics import DELIVERY_LATENCY
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,12 @@ class SlowConsumer(Exception):
 
 class Conn:
     def __init__(self, socket_id: str, user_id: str, send_text: Callable[[str], Awaitable[None]],
-                 read_after: ReadAfter, queue_max: int):
+                 read_after: ReadAfter, queue_max: int, *, transport: str = "ws", clock: Clock | None = None):
         self.socket_id = socket_id
         self.user_id = user_id
+        self.transport = transport          # "ws" or "sse": the label of its metrics
+        self._clock = clock or SystemClock()
+        self._latency = DELIVERY_LATENCY.labels(transport)
         self._send_text = send_text
         self._read_after = read_after
         self._queue: deque = deque()
@@ -43,11 +49,14 @@ class Conn:
         self.overflowed = False
 
     # ---- producers (never block) ---------------------------------------------------
-    def offer(self, cid: str, seq: int, frame: str, forget: frozenset | None = None) -> None:
+    def offer(self, cid: str, seq: int, frame: str, forget: frozenset | None = None,
+              created_at: float | None = None) -> None:
         """A frame from the fan-out: an event (seq > 0) or an ephemeral frame (seq 0).
 
         ``forget``: users for whom this event ends their membership; their sockets stop
         tracking the conversation, so no gap fill ever reaches past their removal.
+        ``created_at`` (epoch seconds): when given, the event's delivery latency is observed
+        once its frame is written.
         """
         if self.closed:
             return
@@ -55,7 +64,7 @@ class Conn:
             self.overflowed = True
             self._wake.set()
             return
-        self._queue.append(("ev", cid, seq, frame, forget))
+        self._queue.append(("ev", cid, seq, frame, forget, created_at))
         self._wake.set()
 
     def send(self, text: str) -> None:
@@ -91,7 +100,8 @@ class Conn:
             if tag == "raw":
                 await self._send_text(item[1])
             elif tag == "ev":
-                await self._deliver(item[1], item[2], item[3])
+                if await self._deliver(item[1], item[2], item[3]) and item[5] is not None:
+                    self._latency.observe(max(0.0, self._clock.now() - item[5]))
                 if item[4] and self.user_id in item[4]:
                     self.delivered.pop(item[1], None)
             elif tag == "sync":
@@ -100,18 +110,20 @@ class Conn:
                 for cid, last in list(self.delivered.items()):
                     await self._replay(cid, last, force=False)
 
-    async def _deliver(self, cid: str, seq: int, frame: str) -> None:
+    async def _deliver(self, cid: str, seq: int, frame: str) -> bool:
+        """Write a live frame unless it is a duplicate; True if it was written."""
         if seq == 0:
             await self._send_text(frame)
-            return
+            return True
         last = self.delivered.get(cid)
         if last is not None:
             if seq <= last:
-                return
+                return False
             if seq > last + 1:
                 await self._replay(cid, last, force=False, upto=seq - 1)
         self.delivered[cid] = seq
         await self._send_text(frame)
+        return True
 
     async def _replay(self, cid: str, after: int, *, force: bool, upto: int | None = None) -> None:
         """Send stored events (after, upto]; with force, even those delivered before."""

@@ -14,8 +14,12 @@ from .account_service import AccountService
 from .block_service import BlockService
 from .captcha import CaptchaVerifier
 from .chat_service import ChatService
+from .device_service import DeviceService
 from .key_service import KeyService
 from .limits import Limits
+from .media_service import MediaService
+from .search_service import SearchService
+from .metrics import Scraper
 
 
 @dataclass
@@ -31,6 +35,10 @@ class Context:
     captcha: CaptchaVerifier | None = None  # None: CAPTCHA off (RAYCHAT_CAPTCHA_VERIFY_URL unset)
     blocks: BlockService | None = None      # None only in tests that build a bare context
     keys: KeyService | None = None          # None only in tests that build a bare context
+    devices: DeviceService | None = None    # None only in tests that build a bare context
+    media: MediaService | None = None       # None only in tests that build a bare context
+    metrics: Scraper | None = None          # GET /metrics; None only in tests that build a bare context
+    search: SearchService | None = None     # None only in tests that build a bare context
 
 
 _current: Context | None = None

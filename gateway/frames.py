@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from actors.events import MAX_SEQ
 from raychat.errors import Invalid
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def body_optional_with_attachments(data):
+    """A photo needs no caption: with attachments, a missing ``body`` is "". Without them it
+    stays required, so leaving it out is ``invalid`` naming ``body`` before anything else."""
+    if isinstance(data, dict) and "body" not in data and data.get("attachments"):
+        return {**data, "body": ""}
+    return data
 
 
 class _Frame(BaseModel):
@@ -32,9 +40,14 @@ class Send(_Frame):
     type: Literal["send"]
     conversation_id: Id
     client_msg_id: Id
-    body: str
+    body: str                  # may be empty (or left out) when attachments is not
     attachments: list[Id] = Field(default_factory=list, max_length=10)
     reply_to: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _caption_optional(cls, data):
+        return body_optional_with_attachments(data)
 
 
 class Sync(_Frame):

@@ -103,25 +103,40 @@ def allowed_methods(request: Request) -> list[str]:
 class BodyLimit:
     """ASGI middleware: HTTP bodies over the limit get 413 before a handler reads them."""
 
-    def __init__(self, app, max_bytes):
+    def __init__(self, app, max_bytes, streamed=None):
         self.app = app
         self._max_bytes = max_bytes   # an int, or a callable read per request (settings arrive later)
+        # {path: limit}: routes that read their body as a stream and bound it themselves (the
+        # disk-mode media upload, up to the media limit). Only a declared length is checked
+        # here: buffering 25 MiB per request to replay it is what these routes exist to avoid.
+        self._streamed = dict(streamed or {})
 
     @property
     def max_bytes(self) -> int:
         return self._max_bytes() if callable(self._max_bytes) else self._max_bytes
 
+    def _stream_limit(self, scope) -> int | None:
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]      # an app mounted under a route prefix
+        limit = self._streamed.get(path)
+        return limit() if callable(limit) else limit
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        streamed = self._stream_limit(scope)
+        limit = self.max_bytes if streamed is None else streamed
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    return await self._reject(scope, receive, send)
+                    return await self._reject(scope, receive, send, limit)
+        if streamed is not None:
+            return await self.app(scope, receive, send)
         seen = 0
         messages = []
         # Bodies are small (the limit is at most a few hundred KiB), so read them whole and
@@ -133,7 +148,7 @@ class BodyLimit:
                 break
             seen += len(msg.get("body", b""))
             if seen > self.max_bytes:
-                return await self._reject(scope, receive, send)
+                return await self._reject(scope, receive, send, self.max_bytes)
             if not msg.get("more_body"):
                 break
 
@@ -142,7 +157,7 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _reject(self, scope, receive, send):
-        exc = TooLarge(f"request body over {self.max_bytes} bytes")
+    async def _reject(self, scope, receive, send, limit: int):
+        exc = TooLarge(f"request body over {limit} bytes")
         log_rejection(scope, exc)
         await error_response(exc)(scope, receive, send)

@@ -1,9 +1,17 @@
 """A gateway replica's connections and the event streams that feed them.
 
-At start the replica subscribes to every host's ``stream(replica_id)``. A
-stream that breaks means its host died: once the host is back, the replica
-registers again the sessions that lived there and asks every connection to
-fill the gap from the store.
+The replica consumes ``stream(replica_id)`` of every host in the membership view, and
+follows the view: it subscribes to a host that joins and stops consuming one that leaves.
+Two things can make the fan-out miss events, and both end the same way:
+
+- a stream breaks because its host died: once the host is back, the replica registers
+  again the sessions that lived there;
+- the view changes: each socket whose session now belongs to another host is registered
+  there (the old owner passivates its copy). While the change spreads, a conversation may
+  fan out through a view that is already stale;
+
+then every connection fills its gaps from the store (gateway/conn.py), once at once and
+once more after the change has had time to reach every host.
 """
 
 from __future__ import annotations
@@ -12,10 +20,17 @@ import asyncio
 import logging
 import uuid
 
+from actors.events import created_at_of
+from actors.placement import owner
+
 from .conn import Conn
 from .router import HostRouter
 
 log = logging.getLogger(__name__)
+
+# After a view change, every host has learnt it within about a watch round trip; the
+# second resync covers fan-out sent meanwhile through the old view.
+SETTLE_S = 2.0
 
 
 class Hub:
@@ -23,19 +38,26 @@ class Hub:
         self.router = router
         self.replica_id = f"gw-{uuid.uuid4().hex[:12]}"
         self.conns: dict[str, Conn] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._consumers: dict[str, asyncio.Task] = {}
+        self._started = False
+        self._background: set[asyncio.Task] = set()
         self.attached: dict[str, bool] = {}
+        self.rehomed = 0
 
     def start(self) -> None:
-        if self._tasks:
+        if self._started:
             return
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._consume(name)) for name in self.router.names]
+        self._started = True
+        self.router.on_change(self._membership_changed)
+        self.router.start()
+        for name in self.router.names:
+            self._follow(name)
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        for t in [*self._consumers.values(), *self._background]:
             t.cancel()
-        self._tasks = []
+        self._consumers = {}
+        self._started = False
 
     def add(self, conn: Conn) -> None:
         self.conns[conn.socket_id] = conn
@@ -55,12 +77,46 @@ class Hub:
         except Exception as exc:   # the host is gone; its restart forgets the socket anyway
             log.info("disconnect of %s not recorded: %r", conn.socket_id, exc)
 
+    # ---- membership ------------------------------------------------------------------
+    def _follow(self, host: str) -> None:
+        if host not in self._consumers:
+            self._consumers[host] = asyncio.get_running_loop().create_task(self._consume(host))
+
+    def _membership_changed(self, old: list[str], new: list[str]) -> None:
+        for host in set(new) - set(self._consumers):
+            self._follow(host)
+        for host in set(self._consumers) - set(new):
+            self._consumers.pop(host).cancel()
+            self.attached.pop(host, None)
+        task = asyncio.get_running_loop().create_task(self._rehome(old, new))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _rehome(self, old: list[str], new: list[str]) -> None:
+        """Register each socket whose session changed hands with its new owner, then fill gaps."""
+        for conn in list(self.conns.values()):
+            key = ("user", conn.user_id)
+            if old and owner(key, old) == owner(key, new):
+                continue
+            try:
+                await self.connect(conn)      # the router sends it to the owner of its newest view
+                self.rehomed += 1
+            except Exception as exc:
+                log.warning("re-register of %s after a membership change failed: %r", conn.socket_id, exc)
+        for conn in list(self.conns.values()):
+            conn.resync_all()
+        await asyncio.sleep(SETTLE_S)
+        for conn in list(self.conns.values()):
+            conn.resync_all()
+
+    # ---- streams ---------------------------------------------------------------------
     async def _consume(self, host: str) -> None:
         delay = 0.1
         broken = False
         while True:
             try:
-                gen = self.router.handles[host].stream.remote(self.replica_id)
+                handle = await self.router.handle(host)
+                gen = handle.stream.remote(self.replica_id)
                 async for ref in gen:
                     batch = await ref
                     if not self.attached.get(host):
@@ -69,10 +125,11 @@ class Hub:
                         if broken:
                             await self._recover(host)
                     for socket_ids, cid, seq, frame, forget in batch:
+                        at = created_at_of(frame) if seq else None    # once per event, for the latency
                         for sid in socket_ids:
                             conn = self.conns.get(sid)
                             if conn is not None:
-                                conn.offer(cid, seq, frame, forget)
+                                conn.offer(cid, seq, frame, forget, at)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -86,7 +143,7 @@ class Hub:
     async def _recover(self, host: str) -> None:
         """The host restarted with no sessions: register ours again, then fill gaps everywhere."""
         for conn in list(self.conns.values()):
-            if self.router.owner("user", conn.user_id) == host:
+            if host in self.router.names and self.router.owner("user", conn.user_id) == host:
                 try:
                     await self.connect(conn)
                 except Exception as exc:

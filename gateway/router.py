@@ -1,59 +1,157 @@
 """Calls from a gateway replica to the virtual actors, wherever they live.
 
-A host that is restarting is waited for (briefly) and the call retried: every
-call the gateway makes is idempotent (sends carry client_msg_id, connects are
-set additions), so a retry never duplicates anything.
+The owner of a key is computed from the membership view (actors/membership.py), which the
+router keeps current by long-polling the directory. A host that is restarting is waited for
+(briefly) and the call retried, and so is a host that answers ``moved`` (its view or ours is
+behind during a membership change): every call the gateway makes is idempotent (sends carry
+client_msg_id, connects are set additions), so a retry never duplicates anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from typing import Any, Callable
 
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnschedulableError, GetTimeoutError, RayActorError
 
-from actors.directory import ensure_hosts
-from actors.placement import host_names, owner
+from actors.directory import ensure_directory
+from actors.membership import EMPTY, View
+from actors.placement import owner
+from raychat import logs
 from raychat.config import Settings
 from raychat.errors import ChatError, Internal, Unavailable
 
 log = logging.getLogger(__name__)
 
+# ActorUnschedulableError: a host pinned to a node that has just left; the view drops it
+# within a second and the retry goes to the key's new owner.
 try:   # newer Ray: a temporarily unreachable actor is not the same as a dead one
     from ray.exceptions import ActorUnavailableError
-    _RETRYABLE: tuple[type[BaseException], ...] = (RayActorError, ActorUnavailableError, GetTimeoutError)
+    _RETRYABLE: tuple[type[BaseException], ...] = (RayActorError, ActorUnavailableError, GetTimeoutError,
+                                                   ActorUnschedulableError)
 except ImportError:  # pragma: no cover
-    _RETRYABLE = (RayActorError, GetTimeoutError)
+    _RETRYABLE = (RayActorError, GetTimeoutError, ActorUnschedulableError)
+
+# listener(old host names, new host names), called on the event loop after each view change
+Listener = Callable[[list[str], list[str]], None]
+
+
+class _Moved(Exception):
+    """The host called does not own the key under its view."""
 
 
 class HostRouter:
     def __init__(self, settings: Settings, *, retry_for_s: float = 8.0):
         self.settings = settings
-        self.names = host_names(settings.hosts)
-        self.handles = ensure_hosts(settings)
+        self.directory = ensure_directory(settings)
+        self.view: View = EMPTY
+        self.names: list[str] = []
+        self.handles: dict[str, Any] = {}
         self.retry_for_s = retry_for_s
         self.call_timeout_s = settings.store_timeout_ms / 1000 * 3 + 5
         self._channels: dict[tuple[str, str], list] = {}
+        self._listeners: list[Listener] = []
+        self._watcher: asyncio.Task | None = None
         # A send still queued in a host this long after it left is refused there, not written:
         # it leaves time for the write (store_timeout) before this gateway stops waiting, so an
         # `unavailable` answer means what the protocol says: nothing was accepted.
         self.admission_window_s = self.call_timeout_s - settings.store_timeout_ms / 1000 - 1
 
+    # ---- the membership view ---------------------------------------------------------
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Block until the directory has published its hosts and each of them answers."""
+        deadline = time.monotonic() + timeout_s
+        while not self.names:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no ActorHost was started in time; see the raychat-directory actor's log")
+            self._apply(View.from_dict(ray.get(self.directory.watch.remote(self.view.version, min(left, 10.0)),
+                                               timeout=left + 5)))
+        ray.get([self._lookup(n).ready.remote() for n in self.names], timeout=max(1.0, deadline - time.monotonic()))
+
+    def start(self) -> None:
+        """Follow the view from now on (idempotent; needs the running event loop)."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def on_change(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def _watch(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                view = View.from_dict(await self.directory.watch.remote(self.view.version))
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Restarting: Ray brings it back. Killed for good: the lookup starts it again.
+                log.warning("membership watch failed: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                try:
+                    self.directory = await asyncio.to_thread(ensure_directory, self.settings)
+                except Exception as again:
+                    log.warning("directory lookup failed: %r", again)
+                continue
+            self._apply(view)
+
+    def _apply(self, view: View) -> None:
+        if view.version <= self.view.version:
+            return
+        old = self.names
+        self.view = view
+        self.names = list(view.hosts)
+        self.handles = {n: h for n, h in self.handles.items() if n in view.hosts}
+        if old != self.names:
+            log.info("membership view %s: %d hosts", view.version, len(self.names))
+            for listener in self._listeners:
+                try:
+                    listener(old, self.names)
+                except Exception:
+                    log.exception("membership listener failed")
+
+    async def _catch_up(self, version: int) -> None:
+        """A host has seen a newer view than ours: fetch it now rather than wait for the watch."""
+        if version > self.view.version:
+            try:
+                self._apply(View.from_dict(await self.directory.view_now.remote()))
+            except Exception as exc:
+                log.info("view fetch failed: %r", exc)
+
+    def _lookup(self, name: str):
+        handle = self.handles.get(name)
+        if handle is None:
+            handle = self.handles[name] = ray.get_actor(name, namespace=self.settings.namespace)
+        return handle
+
+    async def handle(self, name: str):
+        """The actor handle of host ``name``; raises ValueError if Ray does not know it (yet)."""
+        handle = self.handles.get(name)
+        if handle is None:
+            handle = await asyncio.to_thread(ray.get_actor, name, namespace=self.settings.namespace)
+            if name in self.names:
+                self.handles[name] = handle
+        return handle
+
     async def refresh(self, name: str) -> None:
         """A host that died for good may have been started again under its name: look it up."""
         try:
-            self.handles[name] = await asyncio.to_thread(ray.get_actor, name, namespace=self.settings.namespace)
+            handle = await asyncio.to_thread(ray.get_actor, name, namespace=self.settings.namespace)
         except ValueError:
-            pass    # not there (yet): keep the old handle, the caller retries
+            return    # not there (yet): keep the old handle, the caller retries
+        if name in self.names:
+            self.handles[name] = handle
 
     def owner(self, kind: str, ident: str) -> str:
+        """The host that owns the key under the current view; LookupError while there is none."""
         return owner((kind, ident), self.names)
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        ray.get([h.ready.remote() for h in self.handles.values()], timeout=timeout_s)
-
+    # ---- calls -----------------------------------------------------------------------
     async def call(self, kind: str, ident: str, method: str, arg: Any = None) -> Any:
         """Deliver one message to a virtual actor and await its answer.
 
@@ -63,11 +161,13 @@ class HostRouter:
         mailbox in the order it sent them, and a busy conversation gets one call (and one
         group commit) per batch rather than per message.
         """
+        self.start()
         key = (kind, ident)
         channel = self._channels.get(key)
         if channel is None:
             channel = self._channels[key] = []
-            asyncio.get_running_loop().create_task(self._pump(key, channel))
+            # Outside this caller's log context: the pump carries later callers' messages too.
+            logs.detached(asyncio.get_running_loop().create_task, self._pump(key, channel))
         fut = asyncio.get_running_loop().create_future()
         channel.append((method, arg, fut))
         res = await fut
@@ -98,16 +198,21 @@ class HostRouter:
 
     async def _call_host(self, key: tuple[str, str], items: list[tuple[str, Any]]) -> list[dict]:
         kind, ident = key
-        name = self.owner(kind, ident)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_for_s
         delay = 0.05
         while True:
+            name = None
             try:
-                return await asyncio.wait_for(self.handles[name].call_many.remote(kind, ident, items),
-                                              self.call_timeout_s)
-            except (*_RETRYABLE, asyncio.TimeoutError) as exc:
-                if isinstance(exc, ActorDiedError):
+                name = self.owner(kind, ident)    # again on every try: the view may have changed
+                handle = await self.handle(name)
+                results = await asyncio.wait_for(handle.call_many.remote(kind, ident, items), self.call_timeout_s)
+                if results and "moved" in results[0]:
+                    await self._catch_up(results[0]["moved"])
+                    raise _Moved()
+                return results
+            except (*_RETRYABLE, asyncio.TimeoutError, _Moved, LookupError, ValueError) as exc:
+                if isinstance(exc, ActorDiedError) and name is not None:
                     await self.refresh(name)
                 if loop.time() + delay > deadline:
                     log.warning("host %s unavailable for %s %s: %r", name, kind, ident, exc)

@@ -15,6 +15,7 @@ import logging
 from typing import AsyncIterator
 
 from actors.events import MAX_SEQ, dumps
+from raychat import logs
 from raychat.errors import ChatError, Invalid
 
 from .conn import Conn, SlowConsumer
@@ -56,8 +57,9 @@ async def open_stream(ctx: Context, user_id: str, since: dict[str, int]) -> Asyn
     """Register a connection and return the SSE body; it cleans up when the client leaves."""
     buffer: asyncio.Queue[str] = asyncio.Queue(_BUFFER)
     read = functools.partial(ctx.chat.read_visible, user_id)
-    conn = Conn(ctx.hub.new_socket_id(), user_id, buffer.put, read, ctx.settings.socket_queue_max)
-    ctx.hub.start()
+    conn = Conn(ctx.hub.new_socket_id(), user_id, buffer.put, read, ctx.settings.socket_queue_max,
+                transport="sse", clock=ctx.accounts.clock)
+    logs.detached(ctx.hub.start)        # its tasks outlive this stream: not in its log context
     ctx.hub.add(conn)
     writer: asyncio.Task | None = None
     try:

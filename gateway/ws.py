@@ -15,6 +15,7 @@ with an ``unauthorized`` error and close 1008.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -23,12 +24,14 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors.events import dumps
+from raychat import logs
 from raychat.clock import iso
 from raychat.errors import ChatError, Internal, Invalid, NotFound, RateLimited, Unauthorized
 
 from . import edge
 from .conn import Conn, SlowConsumer
 from .frames import Auth, Delete, Edit, Hello, NotJson, Ping, React, Read, Send, Sync, Typing, load, parse_frame
+from .metrics import ACK_LATENCY
 from .tokens import Access
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,8 @@ class Session:
             self.slot = await self._admit(user_id)
             read = functools.partial(self.svc.read_visible, user_id)
             self.conn = Conn(self.hub.new_socket_id(), user_id, self.ws.send_text, read,
-                             self.settings.socket_queue_max)
+                             self.settings.socket_queue_max, transport="ws", clock=self.clock)
+            logs.bind(user_id=user_id, socket_id=self.conn.socket_id)    # every later line of this socket
             self.hub.add(self.conn)
             self.conn.send(dumps({"type": "welcome", "user_id": user_id, "session_id": self.conn.socket_id}))
             if hello is not None:
@@ -253,24 +257,28 @@ class Session:
                 conn.send(error_frame(RateLimited("too many sends in flight", retry_after_ms=100),
                                       ref=frame.client_msg_id))
                 return
-            self._spawn(self._send(frame))
+            self._spawn(self._send(frame, self.clock.monotonic()), frame.conversation_id)
         elif isinstance(frame, Sync):
-            self._spawn(self._sync(frame))
+            self._spawn(self._sync(frame), frame.conversation_id)
         elif isinstance(frame, (Edit, Delete, React)):
-            self._spawn(self._change(frame))
+            self._spawn(self._change(frame), frame.conversation_id)
         elif isinstance(frame, (Read, Typing)):
-            self._spawn(self._quiet(frame))
+            self._spawn(self._quiet(frame), frame.conversation_id)
         elif isinstance(frame, Auth):
             self._reauth(frame)
         elif isinstance(frame, Hello):
             conn.send(error_frame(Invalid("type: already authenticated on this socket")))
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro, conversation_id: str) -> None:
+        # The frame's task logs with its conversation; the socket's other tasks do not.
+        context = contextvars.copy_context()
+        context.run(logs.scoped, conversation_id=conversation_id)
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _send(self, f: Send) -> None:
+    async def _send(self, f: Send, received_at: float) -> None:
+        """``received_at``: the clock's monotonic time when the frame was read (ack latency)."""
         self.inflight += 1
         try:
             async with self._limit_order:
@@ -280,6 +288,7 @@ class Session:
             self.conn.send(dumps({"type": "ack", "client_msg_id": f.client_msg_id,
                                   "conversation_id": f.conversation_id, "seq": ev["seq"],
                                   "created_at": iso(ev["created_at"])}))
+            ACK_LATENCY.labels("ws").observe(self.clock.monotonic() - received_at)
         except ChatError as exc:
             self.conn.send(error_frame(exc, ref=f.client_msg_id))
         except Exception:

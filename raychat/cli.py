@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
-from raychat import __version__
+from raychat import __version__, logs
 from raychat.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("raychat")
@@ -21,7 +21,7 @@ UP_OPTIONS = {
     "port": ("--port", "PORT", "HTTP/WebSocket port"),
     "data_dir": ("--data-dir", "DIR", "directory for the embedded MongoDB, Redis, media and JWT secret; "
                                     "created if missing, kept across restarts"),
-    "hosts": ("--hosts", "N", "number of ActorHost Ray actors, each hosting many conversations and sessions"),
+    "hosts": ("--hosts", "N", "ActorHost Ray actors per node, each hosting many conversations and sessions"),
     "tls_cert": ("--tls-cert", "PATH", "PEM certificate chain: serve HTTPS and WSS instead of HTTP and WS "
                                        "(with --tls-key)"),
     "tls_key": ("--tls-key", "PATH", "PEM private key of --tls-cert, unencrypted"),
@@ -53,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("version", help="print the versions of raychat, Ray and Python",
                         description="Print the versions of raychat, Ray and Python.")
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat in the terminal with a raychat server",
+        description="Log in to a raychat server (or register the name, after asking) and chat: list "
+                    "conversations, open one, read its history, send, and see new messages, typing and "
+                    "presence as they come. Type /help once in for the commands.",
+    )
+    chat.add_argument("--server", default="http://127.0.0.1:8000", metavar="URL",
+                      help="the server's base URL, http(s)://host:port (default: http://127.0.0.1:8000, "
+                           "where `raychat up` listens)")
+    chat.add_argument("--user", required=True, metavar="NAME", help="your username")
+    chat.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of standard input instead of prompting; "
+                           "an unknown name is then registered without asking")
     return parser
 
 
@@ -64,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "up":
         return _up(args)
+    if args.command == "chat":
+        return _chat(args)
     parser.print_help(sys.stderr)
     return 2
 
@@ -78,8 +95,7 @@ def _up(args: argparse.Namespace) -> int:
             flags = ", ".join(f"{UP_OPTIONS[f][0]} sets RAYCHAT_{f.upper()}" for f in given)
             print(f"  (options given on the command line win over the variables: {flags})", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format, stream=sys.stderr)
     from raychat import launcher
 
     try:
@@ -90,6 +106,34 @@ def _up(args: argparse.Namespace) -> int:
     except Exception:
         log.exception("raychat up failed")
         return 1
+
+
+def _chat(args: argparse.Namespace) -> int:
+    import asyncio
+    import getpass
+
+    from raychat import terminal
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            password = getpass.getpass(f"password for {args.user}: ")
+        except (EOFError, KeyboardInterrupt):
+            return 1
+    term = terminal.Terminal()
+    interactive = term.interactive and not args.password_stdin
+
+    async def confirm(question: str) -> bool:
+        if not interactive:
+            return True
+        answer = await asyncio.get_running_loop().run_in_executor(None, input, question)
+        return answer.strip().lower() in ("y", "yes")
+
+    try:
+        return asyncio.run(terminal.run_chat(args.server, args.user, password, term, confirm=confirm))
+    except KeyboardInterrupt:
+        return 130
 
 
 def _default(field: str) -> str:

@@ -29,6 +29,20 @@ _KID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 
 
+# Media a message may carry: images, audio, video and PDF. Never a type a browser runs as a page or
+# script (media are served from storage's origin, or from the gateway's own in disk mode).
+MEDIA_TYPES_DEFAULT = ("image/jpeg,image/png,image/gif,image/webp,image/heic,audio/mpeg,audio/ogg,audio/mp4,"
+                       "audio/webm,audio/wav,video/mp4,video/webm,video/quicktime,application/pdf")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+def scriptable_media_type(media_type: str) -> bool:
+    """True for a type a browser may render as a document that runs script: refused even if configured."""
+    top, _, sub = media_type.partition("/")
+    return (top in ("text", "multipart", "message") or "xml" in sub or "html" in sub or "script" in sub
+            or sub in ("x-shockwave-flash", "futuresplash", "java-archive", "x-java-archive", "x-sh"))
+
+
 class OidcIssuer(BaseModel):
     """One OpenID Connect provider whose ID tokens ``POST /v1/auth/oidc`` accepts."""
 
@@ -113,9 +127,25 @@ class Settings(BaseSettings):
     # S3 / MinIO: unset endpoint means media on local disk under data_dir.
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
-    s3_secret_key: str | None = None
+    s3_secret_key: str | None = Field(None, validate_default=True)   # required with s3_endpoint: URLs are signed
     s3_bucket: str = "raychat-media"
     s3_secure: bool = True
+    # Presigned URLs are signed for a region; set, so no bucket-location request is ever needed.
+    s3_region: str = Field("us-east-1", min_length=1)
+    # The URL clients reach storage at, when it is not s3_endpoint (MinIO behind a proxy or CDN):
+    # presigned URLs are signed for the host they name, so they must name the public one.
+    s3_public_url: str | None = None
+
+    # Media uploads (gateway/media_service.py). Uploads go straight to storage, never through the
+    # gateway, except in the embedded disk mode, where the gateway plays the storage's part.
+    public_url: str | None = None               # this server as clients reach it; unset: each request's own URL
+    media_max_bytes: int = Field(25 * 1024 * 1024, ge=1, le=5 * 1024**3)   # S3 takes at most 5 GiB in one POST
+    media_content_types: str = MEDIA_TYPES_DEFAULT   # comma-separated allowlist; scriptable types are refused
+    media_upload_ttl_s: int = Field(900, ge=10, le=7 * 86_400)    # a presigned POST works this long
+    media_url_ttl_s: int = Field(300, ge=10, le=7 * 86_400)       # a presigned GET works this long
+    media_unattached_ttl_s: int = Field(86_400, ge=60)            # an upload never attached is removed after
+    media_sweep_every_s: float = Field(3600.0, gt=0)              # how often each replica looks for those
+    media_pending_per_user: int = Field(100, ge=1)                # uploads not yet attached, per user
 
     # Tokens.
     jwt_secret: str | None = None               # unset: generated once into data_dir/jwt.secret
@@ -134,7 +164,14 @@ class Settings(BaseSettings):
     oidc_jwks_refetch_s: float = Field(60.0, ge=0)      # ...and refetched for an unknown kid at most this often
 
     # Virtual-actor runtime.
-    hosts: int = Field(2, ge=1, le=1024)        # ActorHost Ray actors
+    # ActorHost Ray actors per node; a node that advertises the custom resource `raychat_hosts`
+    # gets that many instead. The raychat-directory actor starts and stops them as nodes come
+    # and go (actors/directory.py), so on one machine this is the number of hosts.
+    hosts: int = Field(2, ge=1, le=1024)
+    # For an autoscaling cluster: a worker node none of whose CPUs, GPUs or custom resources has
+    # been reserved for this long loses its hosts (their keys move first), because Ray never
+    # counts a node running an actor, a host included, as idle. Unset: every node keeps its hosts.
+    hosts_leave_idle_node_s: float | None = Field(None, gt=0)
     namespace: str = "raychat"
     passivate_after_s: float = Field(300.0, gt=0)
     mailbox_capacity: int = Field(1000, ge=1)
@@ -151,6 +188,8 @@ class Settings(BaseSettings):
     hello_timeout_s: float = Field(10.0, gt=0)
     socket_queue_max: int = Field(2000, ge=10)          # events buffered for one slow socket before 1013
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # JSON lines (raychat/logs.py) for log collectors; text reads better in a terminal.
+    log_format: Literal["json", "text"] = "json"
 
     # Abuse limits (gateway/limits.py; token buckets in Redis shared by every replica). A bucket
     # of N per window refills one token every window/N seconds, so bursts are capped and a
@@ -172,6 +211,36 @@ class Settings(BaseSettings):
     allowed_origins: str | None = None          # comma-separated origins, or "*"; unset: same host only
     captcha_verify_url: str | None = None       # a siteverify URL (hCaptcha, reCAPTCHA); unset: no CAPTCHA
     captcha_secret: str | None = Field(None, validate_default=True)
+
+    # Push notifications (push/): members without a live socket get a push for new messages. Jobs
+    # go through a Redis Stream to the PushWorker deployment. A provider without credentials is
+    # off: its devices get no push (counted, logged), nothing is retried for it.
+    push_enabled: bool = True                   # false: conversations enqueue nothing
+    push_fcm_service_account: Path | None = None    # Firebase service-account JSON file; unset: FCM off
+    push_fcm_url: str = "https://fcm.googleapis.com"
+    push_apns_key_file: Path | None = None      # APNs auth key (.p8, ES256); unset: APNs off
+    push_apns_key_id: str | None = None         # the key's 10-character Key ID
+    push_apns_team_id: str | None = None        # the Apple developer Team ID
+    push_apns_topic: str | None = Field(None, validate_default=True)   # the app's bundle id
+    push_apns_sandbox: bool = False             # Apple's development server (builds from Xcode)
+    push_apns_url: str | None = None            # unset: Apple's production or sandbox server
+    push_webhook_secret: str | None = None      # HMAC-SHA256 key signing webhooks; unset: webhooks off
+    # Where webhooks may go: comma-separated URL prefixes (https://hooks.example.com/) or host names.
+    # Unset: any https URL whose host is a name or a public IP address, never a private one.
+    push_webhook_allowed: str | None = None
+    push_max_attempts: int = Field(8, ge=1, le=100)     # failed sends before a job is dead-lettered
+    push_backoff_base_s: float = Field(1.0, gt=0)       # retry n waits random(0, min(cap, base * 2^n))
+    push_backoff_cap_s: float = Field(300.0, gt=0)
+    push_breaker_threshold: int = Field(5, ge=1)        # consecutive failures that open a breaker...
+    push_breaker_cooldown_s: float = Field(30.0, gt=0)  # ...for this long, then one trial send
+    push_collapse_window_s: float = Field(10.0, ge=0)   # at most one push per device and conversation; 0: off
+    push_send_timeout_s: float = Field(10.0, gt=0)      # one provider request
+    # A job read but not acknowledged for this long is taken over by another worker (its worker died).
+    push_visibility_timeout_s: float = Field(60.0, gt=0, validate_default=True)
+    push_worker_replicas: int = Field(1, ge=1)
+    push_batch_size: int = Field(64, ge=1, le=10_000)   # jobs one worker reads (and sends) at once
+    push_max_devices: int = Field(10, ge=1, le=1000)    # per user; registering one more drops the oldest
+    push_stream_maxlen: int = Field(1_000_000, ge=1000)  # jobs waiting in Redis at most; the oldest go first
 
     @field_validator("jwt_keys", mode="before")
     @classmethod
@@ -251,6 +320,90 @@ class Settings(BaseSettings):
             raise ValueError("must be set when RAYCHAT_CAPTCHA_VERIFY_URL is")
         return v
 
+    @field_validator("s3_secret_key")
+    @classmethod
+    def _s3_keys(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("s3_endpoint") and not (v and info.data.get("s3_access_key")):
+            raise ValueError("RAYCHAT_S3_ACCESS_KEY and RAYCHAT_S3_SECRET_KEY must be set with RAYCHAT_S3_ENDPOINT "
+                             "(presigned upload and download URLs are signed with them)")
+        return v
+
+    @field_validator("s3_public_url", "public_url")
+    @classmethod
+    def _base_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        parts = urlsplit(v) if v is not None else None
+        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname
+                                  or parts.query or parts.fragment or parts.username):
+            raise ValueError(f"{v!r} must be an http(s) URL like https://chat.example.com[:port][/path]")
+        # Presigned S3 URLs sign the object's path: a proxy that strips a path prefix breaks them.
+        if parts is not None and info.field_name == "s3_public_url" and parts.path not in ("", "/"):
+            raise ValueError(f"{v!r} must have no path: S3 names the bucket in the path itself")
+        return v.rstrip("/") if v is not None else v
+
+    @field_validator("media_content_types")
+    @classmethod
+    def _media_types(cls, v: str) -> str:
+        types = [e.lower() for e in _entries(v)]
+        if not types:
+            raise ValueError("must list at least one content type, e.g. image/png,image/jpeg")
+        for t in types:
+            if not _MEDIA_TYPE.fullmatch(t):
+                raise ValueError(f"{t[:70]!r} is not a content type like image/png (no parameters)")
+            if scriptable_media_type(t):
+                raise ValueError(f"{t!r} may run script in a browser and is never allowed for media")
+        return ",".join(dict.fromkeys(types))
+
+    @field_validator("push_apns_topic")
+    @classmethod
+    def _apns_set(cls, v: str | None, info: ValidationInfo) -> str | None:
+        given = {"RAYCHAT_PUSH_APNS_KEY_FILE": info.data.get("push_apns_key_file"),
+                 "RAYCHAT_PUSH_APNS_KEY_ID": info.data.get("push_apns_key_id"),
+                 "RAYCHAT_PUSH_APNS_TEAM_ID": info.data.get("push_apns_team_id"), "RAYCHAT_PUSH_APNS_TOPIC": v}
+        missing = [name for name, value in given.items() if not value]
+        if given["RAYCHAT_PUSH_APNS_KEY_FILE"] and missing:
+            raise ValueError(f"APNs needs {', '.join(missing)} too (or unset RAYCHAT_PUSH_APNS_KEY_FILE)")
+        return v
+
+    @field_validator("push_fcm_service_account", "push_apns_key_file")
+    @classmethod
+    def _push_key_path(cls, v: Path | None) -> Path | None:
+        # Absolute, because the push worker reads it from its own working directory.
+        return v.expanduser().absolute() if v is not None else None
+
+    @field_validator("push_fcm_url", "push_apns_url")
+    @classmethod
+    def _push_url(cls, v: str | None) -> str | None:
+        if v is not None and (urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname):
+            raise ValueError("must be an http(s) base URL, e.g. https://fcm.googleapis.com")
+        return v.rstrip("/") if v else v
+
+    @field_validator("push_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode()) < JWT_MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {JWT_MIN_SECRET_BYTES} bytes (an HMAC-SHA256 key)")
+        return v
+
+    @field_validator("push_webhook_allowed")
+    @classmethod
+    def _webhook_allowed(cls, v: str | None) -> str | None:
+        for entry in _entries(v):
+            parts = urlsplit(entry if "://" in entry else "//" + entry)
+            if not parts.hostname or ("://" in entry and parts.scheme not in ("http", "https")):
+                raise ValueError(f"{entry!r} is neither an http(s) URL prefix nor a host name")
+        return v
+
+    @field_validator("push_visibility_timeout_s")
+    @classmethod
+    def _visibility(cls, v: float, info: ValidationInfo) -> float:
+        # A batch's sends run side by side, each bounded by push_send_timeout_s: a live worker must
+        # finish a batch well before another one takes its jobs over as those of a dead worker.
+        send = info.data.get("push_send_timeout_s")
+        if send is not None and v < 3 * send:
+            raise ValueError(f"must be at least 3 × RAYCHAT_PUSH_SEND_TIMEOUT_S ({3 * send:g} s), or live "
+                             "workers' jobs are taken over as if they had died")
+        return v
+
     @field_validator("tls_cert", "tls_key")
     @classmethod
     def _tls_path(cls, v: Path | None, info: ValidationInfo) -> Path | None:
@@ -267,6 +420,9 @@ class Settings(BaseSettings):
         """Each allowed origin as a browser sends it: lower case, no trailing slash."""
         return frozenset(e.lower().rstrip("/") for e in _entries(self.allowed_origins))
 
+    def media_type_set(self) -> frozenset[str]:
+        return frozenset(_entries(self.media_content_types))
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -279,7 +435,7 @@ def _entries(value: str | None) -> list[str]:
     return [e.strip() for e in (value or "").split(",") if e.strip()]
 
 
-_SECRETS = frozenset({"jwt_secret", "jwt_keys", "s3_secret_key", "captcha_secret"})
+_SECRETS = frozenset({"jwt_secret", "jwt_keys", "s3_secret_key", "captcha_secret", "push_webhook_secret"})
 
 
 def check_tls_files(settings: Settings) -> None:

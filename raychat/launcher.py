@@ -5,7 +5,8 @@ What ``raychat up`` starts, in order, and stops in reverse:
     SecantusDB (unless RAYCHAT_MONGODB_URI)   on-disk, under <data-dir>/mongo
     redis-server (unless RAYCHAT_REDIS_URL)   under <data-dir>/redis
     a local Ray cluster (or RAY_ADDRESS's)    ray.init: GCS, raylet, workers
-    Serve and the raychat application         serve.start + serve.run
+    Serve, the raychat application and        serve.start + serve.run
+    the raychat-push one (the push worker)
 
 Stopping (first SIGINT or SIGTERM): ``serve.shutdown()`` (bounded, so open sockets cannot hold
 it past the budget), ``ray.shutdown()`` (kills the GCS, raylet and workers it started), then each
@@ -37,6 +38,7 @@ from raychat.config import Settings, check_tls_files
 log = logging.getLogger("raychat.launcher")
 
 APP_NAME = "raychat"
+PUSH_APP_NAME = "raychat-push"
 STOP_BUDGET_S = 30.0          # the promise: everything gone within this after the first signal
 FORCE_AFTER_S = 26.0          # the watchdog's deadline for the orderly path
 SERVE_STOP_S = 12.0           # serve.shutdown() alone would wait up to 30 s for the controller
@@ -148,7 +150,7 @@ class Launcher:
     def _start_serve(self, settings: Settings) -> None:
         from ray import serve
 
-        from serve_app import build_app
+        from serve_app import build_app, build_push_app
 
         self._serve_up = True
         # Never set request_timeout_s: it would cut every WebSocket at that age.
@@ -158,6 +160,9 @@ class Launcher:
             http_options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
         serve.start(http_options=http_options)
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+        if settings.push_enabled:
+            # Its own application (no route), so operators scale it apart from the gateway.
+            serve.run(build_push_app(settings), name=PUSH_APP_NAME, route_prefix=None)
         self._remember_descendants()
 
     # ---- running --------------------------------------------------------------------------
@@ -260,8 +265,9 @@ class Launcher:
                 asyncio.run(asyncio.wait_for(serve.shutdown_async(), SERVE_STOP_S))
                 log.info("Serve is down")
             else:
-                serve.delete(APP_NAME)   # a shared cluster keeps its other Serve applications
-                log.info("Serve application %r deleted", APP_NAME)
+                for name in (APP_NAME, PUSH_APP_NAME):   # a shared cluster keeps its other Serve applications
+                    serve.delete(name)
+                    log.info("Serve application %r deleted", name)
         except (TimeoutError, asyncio.TimeoutError):
             log.warning("Serve did not stop within %.0f s; Ray's shutdown ends it", SERVE_STOP_S)
         except Exception:

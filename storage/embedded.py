@@ -149,15 +149,18 @@ def start_redis(
     port: int | None = None,
     log_path: Path | None = None,
 ) -> EmbeddedServer:
-    """Run ``redis-server`` without persistence and return once it answers PING."""
+    """Run ``redis-server`` and return once it answers PING. With a ``data_dir`` it keeps an
+    append-only file there (fsync every second); without one nothing persists."""
     exe = _redis_server()
     port = port or free_port(host)
     run_dir = Path(tempfile.mkdtemp(prefix="raychat-redis-"))
     work_dir = Path(data_dir).resolve() if data_dir is not None else run_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    # Presence and rate limits need not survive a restart: no RDB, no AOF.
-    args = [exe, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-            "--daemonize", "no", "--dir", str(work_dir)]
+    # Presence and rate limits need not survive a restart, but queued push jobs should: with a data
+    # dir (`raychat up`) an AOF synced every second keeps them; tests and benchmarks keep none.
+    aof = "yes" if data_dir is not None else "no"
+    args = [exe, "--port", str(port), "--bind", host, "--save", "", "--appendonly", aof,
+            "--appendfsync", "everysec", "--daemonize", "no", "--dir", str(work_dir)]
     uri = f"redis://{host}:{port}/0"
     return _launch("redis", uri, args, run_dir, log_path, lambda: _redis_answers(host, port))
 

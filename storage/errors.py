@@ -10,9 +10,15 @@
 Adapters translate driver errors into these at their boundary (``raise … from exc``),
 so nothing above storage ever imports pymongo or redis to catch an error.
 All are picklable with their fields, so they may cross Ray actor boundaries.
+
+Every error an adapter translates is tallied in ``TALLY`` by (adapter, error class), for the
+process's metrics (raychat/metrics.py reads it; storage imports nothing of ours).
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from typing import TypeVar
 
 
 class StoreError(Exception):
@@ -45,3 +51,16 @@ class DuplicateEvent(DuplicateKey):
         super().__init__(key)
         self.args = (key, index)
         self.index = index
+
+
+# (adapter, error class name) -> how many this process translated. A dict increment: cheap
+# enough for any path, and never a reason for an adapter call to fail.
+TALLY: Counter[tuple[str, str]] = Counter()
+
+E = TypeVar("E", bound=StoreError)
+
+
+def counted(adapter: str, error: E) -> E:
+    """Tally ``error`` as one ``adapter`` ("mongo", "redis", "s3", "disk") translated; returns it."""
+    TALLY[(adapter, type(error).__name__)] += 1
+    return error

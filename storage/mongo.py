@@ -1,5 +1,5 @@
 """The MongoDB adapters behind one client: events, conversations, users, blocks, keys,
-refresh tokens, OpenID Connect identities.
+refresh tokens, OpenID Connect identities, push devices.
 
 Works the same against mongod and the embedded SecantusDB (a single-node replica
 set, so ``w="majority"`` is satisfiable). The client is built here, outside any event
@@ -17,9 +17,11 @@ from pymongo import AsyncMongoClient, WriteConcern
 from storage.mongo_blocks import MongoBlockStore
 from storage.mongo_common import mongo_errors
 from storage.mongo_conversations import MongoConversationStore
+from storage.mongo_devices import MongoDeviceStore
 from storage.mongo_events import MongoEventStore
 from storage.mongo_identities import MongoIdentityStore
 from storage.mongo_keys import MongoKeyStore
+from storage.mongo_media import MongoMediaStore
 from storage.mongo_tokens import MongoRefreshTokenStore
 from storage.mongo_users import MongoUserStore
 
@@ -57,11 +59,13 @@ class MongoStores:
         self.keys = MongoKeyStore(db["key_bundles"], db["one_time_prekeys"])
         self.refresh_tokens = MongoRefreshTokenStore(db["refresh_tokens"])
         self.identities = MongoIdentityStore(db["identities"])
+        self.devices = MongoDeviceStore(db["devices"])
+        self.media = MongoMediaStore(db["media"])
 
     async def ensure_indexes(self) -> None:
         """Create every index the stores rely on; safe to run at every start."""
         for store in (self.events, self.conversations, self.users, self.blocks, self.keys,
-                      self.refresh_tokens, self.identities):
+                      self.refresh_tokens, self.identities, self.devices, self.media):
             await store.ensure_indexes()
 
     async def ping(self) -> None:

@@ -23,7 +23,7 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
-from storage.errors import DuplicateKey, StoreError, StoreRejected, StoreUnavailable
+from storage.errors import DuplicateKey, StoreError, StoreRejected, StoreUnavailable, counted
 
 DUPLICATE_KEY = 11000
 
@@ -94,6 +94,10 @@ def index_hit(error: Mapping[str, Any], indexes: Sequence[Index]) -> Index | Non
 
 def translate(exc: PyMongoError | BSONError, indexes: Sequence[Index] = ()) -> StoreError:
     """The storage error a pymongo/bson error means (the caller raises it ``from exc``)."""
+    return counted("mongo", _translate(exc, indexes))
+
+
+def _translate(exc: PyMongoError | BSONError, indexes: Sequence[Index]) -> StoreError:
     if isinstance(exc, BSONError):
         return StoreRejected(f"document cannot be stored: {exc}")
     if isinstance(exc, ConnectionFailure) or exc.timeout:

@@ -79,6 +79,16 @@ class MongoConversationStore:
                       .limit(limit))
             return [_from_doc(doc) for doc in await cursor.to_list()]
 
+    async def ids_for_member(self, user_id: str, limit: int) -> list[str]:
+        if limit <= 0:                       # pymongo reads limit(0) as "no limit"
+            return []
+        with mongo_errors(INDEXES):
+            # BY_MEMBER (members, last_activity_at, _id) serves the filter and the order.
+            cursor = (self._conversations.find({"members": user_id}, {"_id": 1})
+                      .sort([("last_activity_at", -1), ("_id", -1)])
+                      .limit(limit))
+            return [doc["_id"] for doc in await cursor.to_list()]
+
     async def save_progress(self, conversation_id: str, progress: dict[str, Any]) -> None:
         # Guarded by state_seq: a checkpoint only ever moves forward, so late or repeated
         # saves (they run after the acknowledgement, concurrently) cannot undo a newer one.

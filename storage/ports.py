@@ -13,7 +13,10 @@ from datetime import datetime
 from typing import Any, Protocol, Sequence
 
 Event = dict[str, Any]
-"""{conversation_id, seq, kind, sender_id, client_msg_id, body, attachments, reply_to, created_at, ...}"""
+"""{conversation_id, seq, kind, sender_id, client_msg_id, body, attachments, reply_to, created_at, ...}
+
+A message may also carry ``terms`` (its normalized words, raychat/terms.py) when it is appended:
+they are stored for ``EventStore.search`` and never returned by any read."""
 
 Conversation = dict[str, Any]
 """{conversation_id, kind: "direct"|"group", title, members: [user_id], roles: {user_id: role},
@@ -42,7 +45,8 @@ OneTimePrekey = dict[str, Any]
 
 class EventStore(Protocol):
     async def append(self, events: Sequence[Event]) -> None:
-        """Store ``events`` (all of one conversation, ascending seq) durably, in order.
+        """Store ``events`` (all of one conversation, ascending seq) durably, in order, with
+        their ``terms`` if they have any (what ``search`` finds them by).
 
         Returns once every event is durable under the configured write concern.
         Stops at the first event a unique index refuses and raises
@@ -76,14 +80,28 @@ class EventStore(Protocol):
     async def last_membership_change(self, conversation_id: str, user_id: str, upto_seq: int) -> Event | None:
         """The latest member_added / member_removed event naming user_id with seq <= upto_seq, or None."""
 
+    async def search(self, conversation_ids: Sequence[str], terms: Sequence[str], before: str | None,
+                     limit: int) -> tuple[list[Event], str | None]:
+        """Messages of the given conversations whose terms include every one of ``terms``, not
+        deleted, newest first: by ``created_at``, ties in a fixed order. Returns up to ``limit`` of
+        them, as ``get`` returns them (projections applied, no terms), and a cursor for the next
+        page: None when this page is the last. ``before`` is such a cursor (None: from the
+        newest); the next page holds what comes after the cursor's message in that order, so
+        paging repeats nothing and skips nothing that still matches. Cursors are
+        opaque strings; one this store never gave out raises ``ValueError``. Nothing (and a
+        None cursor) when ``conversation_ids`` or ``terms`` is empty. Messages appended without
+        terms are never found."""
+
     # Projections onto a stored message. Each is idempotent: applying it again changes nothing,
     # which is what lets a conversation replay its events after a crash.
-    async def edit_message(self, conversation_id: str, seq: int, body: str, edited_at: datetime) -> None:
-        """Set the message's body and edited_at, unless it is deleted or a later edit is applied."""
+    async def edit_message(self, conversation_id: str, seq: int, body: str, edited_at: datetime,
+                           terms: Sequence[str] | None = None) -> None:
+        """Set the message's body and edited_at, and replace its search terms with ``terms``
+        (None: it has none afterwards), unless it is deleted or a later edit is applied."""
 
     async def erase_message(self, conversation_id: str, seq: int) -> None:
-        """Mark the message deleted and erase its body, attachments and reactions, and the bodies
-        of the edit events that target it."""
+        """Mark the message deleted and erase its body, attachments, reactions and search terms,
+        and the bodies of the edit events that target it."""
 
     async def set_reaction(self, conversation_id: str, seq: int, user_id: str, emoji: str, on: bool) -> None:
         """Add (on) or remove the (emoji, user) pair on the message's ``reactions``: at most one each."""
@@ -109,6 +127,10 @@ class ConversationStore(Protocol):
         last_seq, message_count, members, roles, title, last_message and last_activity_at.
         Applied only if state_seq is above the stored one (so a late save never undoes a newer
         one); last_activity_at never moves back. None values (but title) are left alone."""
+
+    async def ids_for_member(self, user_id: str, limit: int) -> list[str]:
+        """The ids of up to ``limit`` conversations with ``user_id`` among members, most recently
+        active first (what search looks through). One query."""
 
     async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
         """The other member of each direct conversation of user_id (presence goes to them). One query."""
@@ -183,6 +205,41 @@ class KeyStore(Protocol):
         """How many prekeys made under ``identity_key`` are still unclaimed."""
 
 
+Media = dict[str, Any]
+"""{media_id, owner_id, key, filename, content_type, size, created_at, conversations: [conversation_id],
+verified: bool, attached: bool}: one upload. ``size`` and ``content_type`` are what the uploader
+declared; ``verified`` is set once the stored object was seen to match them."""
+
+
+class MediaStore(Protocol):
+    """Upload records. A record is *pending* while no conversation names it; a pending record that a
+    sweep claimed can never be attached again (the sweep deletes its object, then the record)."""
+
+    async def create(self, media: Media) -> None:
+        """Insert a new record (``conversations`` empty, ``verified`` and ``attached`` False).
+        ``DuplicateKey("media_id")`` if the id exists."""
+
+    async def get(self, media_id: str) -> Media | None:
+        """The record, or None."""
+
+    async def attach(self, media_id: str, owner_id: str, conversation_id: str) -> bool:
+        """In one atomic step, only if the record exists, belongs to ``owner_id`` and no sweep
+        claimed it: add ``conversation_id`` to ``conversations`` (once), set ``verified`` and
+        ``attached``. True if so (also when it was attached there already), else False and
+        nothing changes."""
+
+    async def pending(self, owner_id: str) -> tuple[int, datetime | None]:
+        """How many of the owner's records are pending, and when the oldest of them was created."""
+
+    async def claim_unattached(self, before: datetime, limit: int) -> list[Media]:
+        """Claim up to ``limit`` pending records created before ``before``, so that ``attach``
+        refuses them from now on, and return them; also returns records claimed earlier and not
+        yet deleted (a sweep that died half way). Concurrent callers may get the same records."""
+
+    async def delete(self, media_id: str) -> None:
+        """Remove the record; idempotent."""
+
+
 class RefreshTokenStore(Protocol):
     """Refresh tokens by hash, in families: each rotation adds the next token of its family.
 
@@ -225,12 +282,42 @@ class IdentityStore(Protocol):
         """The link of ``(issuer, subject)`` (compared exactly, as stored), or None."""
 
 
+Device = dict[str, Any]
+"""{device_id, user_id, platform: "fcm"|"apns"|"webhook", token, created_at}: where pushes go."""
+
+
+class DeviceStore(Protocol):
+    """Push targets. A ``(platform, token)`` pair belongs to at most one user and one device."""
+
+    async def register(self, device: Device, max_per_user: int) -> Device:
+        """Store the device and return it as stored. If ``(platform, token)`` is registered to
+        the same user already, nothing changes and the stored device (its device_id and
+        created_at) is returned, so registering again is idempotent. If it is registered to
+        another user, it moves: that device is removed and this one stored (a phone changed
+        hands, or another account signed in on it). The user then keeps at most
+        ``max_per_user`` devices: the oldest others are removed. Concurrent calls for one pair
+        end with one device."""
+
+    async def list_for_user(self, user_id: str) -> list[Device]:
+        """The user's devices, oldest first."""
+
+    async def list_for_users(self, user_ids: Sequence[str]) -> list[Device]:
+        """The devices of all these users, in one query."""
+
+    async def remove(self, device_id: str, user_id: str | None = None) -> bool:
+        """Remove the device (only if it is ``user_id``'s, when given); True if one was removed."""
+
+    async def remove_token(self, platform: str, token: str) -> int:
+        """Remove whatever device has that token (the provider said it is gone); how many (0 or 1)."""
+
+
 class PresenceStore(Protocol):
     async def set_online(self, user_id: str, ttl_s: int) -> None:
         """Mark online; the mark expires by itself after ``ttl_s`` unless refreshed."""
 
-    async def refresh(self, user_ids: Sequence[str], ttl_s: int) -> None:
-        """Extend the online mark of each user that is still online, in one round trip."""
+    async def refresh(self, user_ids: Sequence[str], ttl_s: int) -> list[str]:
+        """Extend the online mark of each user that is still marked online, in one round trip;
+        returns the users whose mark was gone (expired, cleared, or lost with the server)."""
 
     async def set_offline(self, user_id: str, last_seen: datetime) -> None:
         """Clear the online mark and record last_seen."""

@@ -27,7 +27,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from storage.errors import StoreRejected, StoreUnavailable
+from storage.errors import StoreRejected, StoreUnavailable, counted
 
 
 class RedisPresence:
@@ -47,16 +47,17 @@ class RedisPresence:
         async with self._errors():
             await self._redis.set(self._online(user_id), "1", ex=ttl_s)
 
-    async def refresh(self, user_ids: Sequence[str], ttl_s: int) -> None:
+    async def refresh(self, user_ids: Sequence[str], ttl_s: int) -> list[str]:
         if not user_ids:
-            return
+            return []
         async with self._errors():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
                     # XX: only a mark that still exists is extended; an expired or
                     # cleared user stays offline.
                     pipe.set(self._online(user_id), "1", ex=ttl_s, xx=True)
-                await pipe.execute()
+                extended = await pipe.execute()
+        return [u for u, ok in zip(user_ids, extended) if not ok]
 
     async def set_offline(self, user_id: str, last_seen: datetime) -> None:
         async with self._errors():
@@ -116,11 +117,11 @@ async def redis_errors(timeout_s: float) -> AsyncIterator[None]:
         async with asyncio.timeout(timeout_s):
             yield
     except AuthenticationError as exc:      # a ConnectionError subclass, but no outage
-        raise StoreRejected(f"redis refused our credentials: {exc}") from exc
+        raise counted("redis", StoreRejected(f"redis refused our credentials: {exc}")) from exc
     except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, TimeoutError, OSError) as exc:
-        raise StoreUnavailable(str(exc) or "redis did not answer in time") from exc
+        raise counted("redis", StoreUnavailable(str(exc) or "redis did not answer in time")) from exc
     except RedisError as exc:
-        raise StoreRejected(str(exc)) from exc
+        raise counted("redis", StoreRejected(str(exc))) from exc
 
 
 def _encode(at: datetime) -> str:

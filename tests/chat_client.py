@@ -1,4 +1,5 @@
-"""A small protocol client for the end-to-end tests: HTTP with httpx, WebSocket with websockets."""
+"""Helpers for the end-to-end tests. Accounts and conversations go through the SDK
+(raychat/client.py); ``Socket`` stays a raw WebSocket, for the tests that look at frames."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from dataclasses import dataclass, field
 
 import httpx
 import websockets
+
+from raychat.client import Client
+
+PASSWORD = "correct horse battery"
 
 
 @dataclass
@@ -22,25 +27,27 @@ class User:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+def sdk(http: httpx.AsyncClient, user: User | None = None) -> Client:
+    """An SDK client on the test's own httpx client (its base URL, headers and transport), acting
+    as ``user`` when given. Only the access token is known here, so nothing is refreshed."""
+    client = Client(str(http.base_url), http=http)
+    if user is not None:
+        client.set_tokens(user.token, None, 900, user.user_id)
+    return client
+
+
 async def register(http: httpx.AsyncClient, prefix: str = "u", captcha_token: str | None = None) -> User:
     """A new user, logged in. ``captcha_token`` is for a gateway with CAPTCHA on."""
     name = f"{prefix}{uuid.uuid4().hex[:10]}"
-    account = {"username": name, "password": "correct horse battery"}
-    if captcha_token is not None:
-        account["captcha_token"] = captcha_token
-    r = await http.post("/v1/auth/register", json=account)
-    assert r.status_code == 201, r.text
-    r = await http.post("/v1/auth/login", json=account)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    return User(body["user_id"], name, body["access_token"])
+    client = sdk(http)
+    await client.register(name, PASSWORD, captcha_token=captcha_token)
+    await client.login(name, PASSWORD, captcha_token=captcha_token)
+    return User(client.user_id, name, client.access_token)
 
 
 async def create_group(http: httpx.AsyncClient, owner: User, members: list[User], title: str = "g") -> str:
-    r = await http.post("/v1/conversations", headers=owner.auth,
-                        json={"kind": "group", "title": title, "members": [m.user_id for m in members]})
-    assert r.status_code == 201, r.text
-    return r.json()["conversation_id"]
+    conv = await sdk(http, owner).create_group(title, [m.user_id for m in members])
+    return conv["conversation_id"]
 
 
 @dataclass

@@ -23,12 +23,13 @@ STRICT_PREFIX = "/strict"
 
 
 @pytest.fixture(scope="session")
-def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider):
+def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3):
     import ray
     from ray import serve
 
     from raychat.config import Settings
-    from serve_app import build_app
+    from serve_app import build_app, build_push_app
+    from tests.fixtures_push import WEBHOOK_SECRET as PUSH_WEBHOOK_SECRET
 
     data_dir = tmp_path_factory.mktemp("raychat")
     port = free_port()
@@ -37,11 +38,18 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider):
                         data_dir=data_dir, hosts=2, passivate_after_s=30, store_timeout_ms=2000, hello_timeout_s=2,
                         presence_ttl_s=4,
                         namespace=f"raychat-test-{os.getpid()}", oidc_issuers=[oidc_provider.config],
+                        # Media on S3 (moto_server); the disk mode runs as its own app (tests/e2e/test_media_disk.py).
+                        s3_endpoint=moto_s3.endpoint, s3_access_key=moto_s3.access_key,
+                        s3_secret_key=moto_s3.secret_key, s3_secure=False, s3_bucket=f"e2e-{os.getpid()}",
+                        # Push: webhooks to the local receiver (tests/fixtures_push.py); the push worker
+                        # runs as its own app, as in production.
+                        push_webhook_secret=PUSH_WEBHOOK_SECRET, push_webhook_allowed="http://127.0.0.1",
                         **GENEROUS_LIMITS)
     ray.init(num_cpus=2, include_dashboard=False, namespace=settings.namespace,
              runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}}, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="raychat", route_prefix="/")
+    serve.run(build_push_app(settings), name="raychat-push", route_prefix=None)
     base = f"http://127.0.0.1:{port}"
 
     class Running:

@@ -5,13 +5,18 @@ Registered from tests/conftest.py as a pytest plugin.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
+from dataclasses import dataclass
 from typing import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from storage.embedded import EmbeddedServer, start_mongo, start_redis
+from storage.embedded import EmbeddedServer, free_port, start_mongo, start_redis
 from storage.mongo import MongoStores
 from storage.redis_store import RedisPresence
 
@@ -30,6 +35,52 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS
     server = start_redis(log_path=tmp_path_factory.mktemp("redis") / "redis.log")
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 API server: ``endpoint`` is host:port (plain HTTP), any bucket may be made."""
+    endpoint: str
+    access_key: str
+    secret_key: str
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto_server (PyPI ``moto[server]``), a real S3 REST server on a free port, spoken to over
+    HTTP like MinIO. It accepts any credentials and, unlike MinIO and AWS, does not enforce POST
+    policies (moto/s3/responses.py, ``_bucket_response_post``): tests say which checks need real S3."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = S3Server(f"127.0.0.1:{port}", "raychat-test", "raychat-test-secret", proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited ({proc.returncode}): {log_path.read_text()[-2000:]}")
+            try:
+                httpx.get(server.url + "/moto-api/", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not answer in 60 s: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield server
+    finally:
+        proc.terminate()        # by its pid, which stays ours until wait() reaps it
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def free_port() -> int:
 def test_help_lists_every_command():
     out = run_cli("--help")
     assert out.returncode == 0, out.stderr
-    for command in ("up", "version"):
+    for command in ("up", "version", "chat"):
         assert re.search(rf"^\s+{command}\s+\S", out.stdout, re.M), f"{command} not explained"
 
 

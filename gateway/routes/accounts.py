@@ -108,6 +108,14 @@ async def update_me(body: ProfilePatch, uid: User, svc: Accounts):
     return await svc.update_profile(uid, body.display_name)
 
 
+@router.get("/v1/users", response_model=PublicProfile, responses=errors(*AUTHED, 404, *WITH_INPUT))
+async def find_user(uid: User, svc: Accounts,
+                    username: str = Query(max_length=256, description="exact username; case and width are "
+                                                                      "folded as at login")):
+    """The user with this username (404 if none): how a client starts a conversation by name."""
+    return await svc.profile_by_username(username)
+
+
 @router.get("/v1/users/{user_id}", response_model=PublicProfile, responses=errors(*AUTHED, 404, *WITH_INPUT))
 async def user_profile(user_id: str, uid: User, svc: Accounts):
     return await svc.profile(user_id)

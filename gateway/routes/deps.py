@@ -8,6 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from raychat import logs
 from raychat.errors import Unauthorized
 
 from ..account_service import AccountService
@@ -15,8 +16,10 @@ from ..block_service import BlockService
 from .. import edge
 from ..chat_service import ChatService
 from ..context import context
+from ..device_service import DeviceService
 from ..key_service import KeyService
 from ..limits import Limits
+from ..search_service import SearchService
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -43,7 +46,9 @@ def bearer(request: Request,
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("authorization must be 'Bearer <token>'")
-    return accounts().authenticate(token.strip())
+    user_id = accounts().authenticate(token.strip())
+    logs.bind(user_id=user_id)      # every later log line of this request names its caller
+    return user_id
 
 
 User = Annotated[str, Depends(bearer)]
@@ -63,6 +68,20 @@ Blocks = Annotated[BlockService, Depends(blocks)]
 Keys = Annotated[KeyService, Depends(keys)]
 
 
+def devices() -> DeviceService:
+    return context().devices
+
+
+Devices = Annotated[DeviceService, Depends(devices)]
+
+
+def search() -> SearchService:
+    return context().search
+
+
+Search = Annotated[SearchService, Depends(search)]
+
+
 def limits() -> Limits:
     return context().limits
 
@@ -79,3 +98,10 @@ ClientIp = Annotated[str, Depends(client_ip)]
 class Body(BaseModel):
     """Request bodies ignore unknown fields: a forged sender_id or seq never reaches a handler."""
     model_config = ConfigDict(extra="ignore")
+
+
+async def log_context(request: Request) -> None:
+    """Every route: a conversation named in the path is on every log line of the request."""
+    cid = request.path_params.get("cid")
+    if cid:
+        logs.bind(conversation_id=cid)

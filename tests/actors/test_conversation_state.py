@@ -73,3 +73,14 @@ def test_apply_folds_membership_title_and_counts():
     s.apply({"seq": 5, "kind": "title_changed", "title": "new"})
     assert s.message_count == 1 and s.last_seq == 5 and s.title == "new"
     assert s.roster.members == ["a", "c"] and s.roster.role("c") == "admin"
+
+
+def test_a_message_draft_carries_its_search_terms():
+    draft = message_draft(cmd(body="Lunch at NOON, lunch?"))
+    assert draft["terms"] == ["lunch", "at", "noon"]
+
+
+def test_an_e2ee_message_draft_has_no_search_terms():
+    """Ciphertext is never indexed: its "words" are noise, and a plaintext's would be a leak."""
+    draft = message_draft(cmd(body="c2VjcmV0IHBsYW4="), e2ee=True)
+    assert "terms" not in draft and draft["body"] == "c2VjcmV0IHBsYW4="

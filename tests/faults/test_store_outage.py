@@ -1,5 +1,11 @@
-"""The store stops answering writes: sends get `unavailable` within the configured timeout
-(never a hang, never a 500), and once it is back the retried sends land exactly once."""
+"""The store stops answering: sends get `unavailable` within the configured timeout (never a
+hang, never a 500), and once it is back the retried sends land exactly once.
+
+The first two tests hang only inserts on the session store (a fail point). The last two take
+the whole store of the ``faulty`` app away while clients chat (tests/faults/harness.py): for
+5 s it hangs (SIGSTOP: connections stay open and nothing answers, the nastier case), for 30 s
+it is stopped and started again on the same port and data directory (connections refused).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import pymongo
 import pytest
 
 from tests.chat_client import RetryingSender, Socket, create_group, register
+from tests.faults.harness import Target, run_fault
 
 pytestmark = pytest.mark.e2e
 
@@ -63,3 +70,35 @@ async def test_websocket_senders_retrying_through_an_outage_land_everything_once
     assert len({e["client_msg_id"] for e in events}) == 40
     await sb.wait_for(lambda: sb.deduped(cid) == list(range(1, 41)), timeout=30)
     await sa.close(), await sb.close()
+
+
+async def test_the_store_hanging_for_5_s_loses_and_duplicates_nothing(faulty, scale):
+    async def hang(h):
+        h.began()
+        faulty.pause_store()
+        try:
+            await asyncio.sleep(5)
+        finally:
+            faulty.resume_store()
+        h.cleared()
+
+    report = await run_fault(Target(faulty.base_url), scale, "store-hang-5s", hang)
+    assert report.ok, report.explain()
+    # Acks of writes made just before the fault, or answered from a conversation's dedupe window,
+    # may come during it; what shows the outage is a long stretch with no ack at all.
+    assert all(c.longest_silence_s >= 4 for c in report.cycles), "the traffic never stopped: the store never hung"
+
+
+async def test_the_store_down_for_30_s_loses_and_duplicates_nothing(faulty, scale):
+    async def down(h):
+        await asyncio.to_thread(faulty.stop_store)
+        h.began()       # once it is down: a clean stop goes on answering while it shuts down
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.to_thread(faulty.start_store)
+        h.cleared()
+
+    report = await run_fault(Target(faulty.base_url), scale, "store-down-30s", down)
+    assert report.ok, report.explain()
+    assert all(c.longest_silence_s >= 24 for c in report.cycles), "the traffic never stopped: the store was not down"

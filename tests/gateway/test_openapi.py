@@ -128,8 +128,9 @@ def test_failures_follow_from_what_a_route_takes(app, spec):
 def test_routes_that_need_a_token_declare_the_bearer_scheme(app, spec):
     assert spec["components"]["securitySchemes"]["bearer"] == {
         "type": "http", "scheme": "bearer", "description": "an access_token from POST /v1/auth/login"}
-    public = {"/healthz", "/readyz", "/v1/auth/register", "/v1/auth/login",
-              "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/oidc"}   # a refresh or ID token is the credential
+    public = {"/healthz", "/readyz", "/metrics", "/v1/auth/register", "/v1/auth/login",
+              "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/oidc",   # a refresh or ID token is the credential
+              "/v1/blobs", "/v1/blobs/{key:path}"}   # disk-mode media: a signed form or URL is the credential
     for route, method, op in operations(app, spec):
         if route.path in public:
             continue

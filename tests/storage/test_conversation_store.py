@@ -136,6 +136,16 @@ class ConversationStoreContract:
         await conversations.save_progress("ghost", {"state_seq": 1})
         assert await conversations.get("ghost") is None
 
+    async def test_ids_for_member_are_the_users_conversations_most_recent_first(self, conversations):
+        for n in range(4):
+            await conversations.create(conversation(f"c{n}", at=T0 + timedelta(minutes=n)))
+        await conversations.create(conversation("theirs", members=("carol",), at=T0 + timedelta(hours=1)))
+        await conversations.save_progress("c0", {"state_seq": 1, "last_activity_at": T0 + timedelta(minutes=9)})
+        assert await conversations.ids_for_member("alice", 10) == ["c0", "c3", "c2", "c1"]
+        assert await conversations.ids_for_member("alice", 2) == ["c0", "c3"]
+        assert await conversations.ids_for_member("nobody", 10) == []
+        assert await conversations.ids_for_member("alice", 0) == []
+
     async def test_direct_peers_are_the_other_members_of_direct_conversations_only(self, conversations):
         await conversations.create(conversation("d1", members=("alice", "bob"), kind="direct"), direct_key="a:b")
         await conversations.create(conversation("d2", members=("carol", "alice"), kind="direct"), direct_key="a:c")

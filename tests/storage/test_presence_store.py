@@ -51,13 +51,13 @@ class PresenceStoreContract:
         await store.set_online("online", 1)
         await store.set_online("left", 30)
         await store.set_offline("left", SEEN)
-        await store.refresh(["online", "left", "never"], 30)
+        assert await store.refresh(["online", "left", "never"], 30) == ["left", "never"]
         await asyncio.sleep(1.3)              # past the first ttl
         got = await store.get(["online", "left", "never"])
         assert [got[u]["status"] for u in ("online", "left", "never")] == ["online", "offline", "offline"]
 
     async def test_refresh_of_nobody_is_a_no_op(self, store):
-        await store.refresh([], 30)
+        assert await store.refresh([], 30) == []
 
     async def test_set_offline_clears_the_mark_and_records_last_seen(self, store):
         await store.set_online("u1", 30)

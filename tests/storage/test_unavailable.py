@@ -88,6 +88,8 @@ MONGO_CALLS: dict[str, Callable[[MongoStores], Awaitable[Any]]] = {
     "conversations.set_reads": lambda s: s.conversations.set_reads("c", {"u1": (1, 1)}),
     "events.get": lambda s: s.events.get("c", 1),
     "events.set_reaction": lambda s: s.events.set_reaction("c", 1, "u1", "x", True),
+    "events.search": lambda s: s.events.search(["c"], ["word"], None, 20),
+    "conversations.ids_for_member": lambda s: s.conversations.ids_for_member("u1", 10),
     "users.create": lambda s: s.users.create(USER),
     "users.by_username": lambda s: s.users.by_username("alice"),
     "users.update_profile": lambda s: s.users.update_profile("u1", {"display_name": "A"}),

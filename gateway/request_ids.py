@@ -1,0 +1,71 @@
+"""Request ids and the access log (ASGI middleware, outermost of ours).
+
+Every HTTP request and WebSocket gets a request id: the caller's ``X-Request-ID`` if it is a
+sane one (1-128 characters of ``A-Z a-z 0-9 . _ : -``: it is printed in logs, so nothing that
+could forge a line), else a new one. It opens the log context (raychat/logs.py) that the rest of
+the request adds to (user, conversation, socket), comes back in the ``X-Request-ID`` response
+header (on the WebSocket handshake and on a 500 too), and ends with one access line per HTTP
+request: method, path (never the query string: it may carry a token), status and duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from raychat import logs
+from raychat.errors import Internal
+
+from .http_errors import error_response
+
+log = logging.getLogger("gateway.access")
+bugs = logging.getLogger("gateway.http_errors")      # where the error handlers log, too
+
+HEADER = b"x-request-id"
+_SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == HEADER and _SANE.fullmatch(value):
+            return value.decode()
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        rid = request_id(scope)
+        token = logs.new_context(request_id=rid)
+        status = 500
+        started = time.perf_counter()
+        started_response = False
+
+        async def send_with_id(message):
+            nonlocal status, started_response
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                status, started_response = message.get("status", 101), True
+                message = {**message, "headers": [*message.get("headers", ()), (HEADER, rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if scope["type"] != "http" or started_response:
+                raise
+            # A bug. Answered here rather than by Starlette's outermost handler (which runs
+            # outside every middleware), so the 500 carries X-Request-ID too: the id a user
+            # quotes to find this very line.
+            bugs.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await error_response(Internal("internal error"))(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                log.info("%s %s %d %.1fms", scope.get("method"), scope.get("path"), status,
+                         (time.perf_counter() - started) * 1000)
+            logs.reset(token)
