@@ -366,8 +366,10 @@ class ConversationActor:
         self._member(user)
         if not 0 <= seq <= self.state.last_seq:
             raise Invalid("seq: beyond the conversation's last seq")
+        # Messages read = all ever sent minus those after the cursor: retention deletes old
+        # events, never new ones, so this stays right where counting up to seq would not.
         count = self.state.message_count if seq == self.state.last_seq else \
-            await self._env.events.count_messages(self.cid, seq)
+            self.state.message_count - await self._env.events.count_messages_after(self.cid, seq)
         if self._note_read(user, seq, count):
             frame = dumps({"type": "receipt", "conversation_id": self.cid, "user_id": user, "seq": seq})
             self._env.fanout(self.state.members - {user}, [(self.cid, 0, frame, None)])

@@ -24,12 +24,9 @@ media record's ``conversations`` (who may fetch it) is left as it is for media t
 counts conversations planned, events deleted, newest events emptied, media deleted, and
 conversations skipped for a broken ``retention_days``.
 
-Counts: ``message_count`` on a conversation keeps counting every message ever sent. A read cursor
-moved to a seq below the newest takes its count from the messages stored up to that seq
-(actors/conversation.py ``_read``), which retention lowers: until that member reads up to the
-newest message, their unread count can show up to the number of deleted messages too many.
-(Counting from the top instead, ``message_count`` minus the messages after the seq, would not
-depend on what retention removed.)
+Counts: ``message_count`` on a conversation keeps counting every message ever sent, and a read
+cursor's count is ``message_count`` minus the messages after its seq (actors/conversation.py
+``_read``), which retention never removes: unread counts stay right after a run.
 """
 
 from __future__ import annotations

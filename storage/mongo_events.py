@@ -155,10 +155,10 @@ class MongoEventStore:
         with mongo_errors(INDEXES):
             return await self._events.find_one({"conversation_id": conversation_id, "seq": seq}, _AS_READ)
 
-    async def count_messages(self, conversation_id: str, upto_seq: int) -> int:
+    async def count_messages_after(self, conversation_id: str, after_seq: int) -> int:
         with mongo_errors(INDEXES):
             return await self._events.count_documents(
-                {"conversation_id": conversation_id, "seq": {"$lte": upto_seq}, "kind": "message"})
+                {"conversation_id": conversation_id, "seq": {"$gt": after_seq}, "kind": "message"})
 
     # Projections: each is idempotent, so replaying an event after a crash changes nothing twice.
     async def edit_message(self, conversation_id: str, seq: int, body: str, edited_at,

@@ -74,8 +74,9 @@ class EventStore(Protocol):
     async def messages_before(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Event]:
         """Up to ``limit`` events of kind "message" with seq < before_seq (all, if None), descending."""
 
-    async def count_messages(self, conversation_id: str, upto_seq: int) -> int:
-        """How many events of kind "message" have seq <= upto_seq."""
+    async def count_messages_after(self, conversation_id: str, after_seq: int) -> int:
+        """How many events of kind "message" have seq > after_seq. (Counted from the top: the
+        retention job deletes old events, so a count from the bottom would shrink.)"""
 
     async def last_membership_change(self, conversation_id: str, user_id: str, upto_seq: int) -> Event | None:
         """The latest member_added / member_removed event naming user_id with seq <= upto_seq, or None."""

@@ -139,8 +139,9 @@ class EventStoreContract:
     async def test_messages_before_and_count_skip_other_kinds(self, events):
         await events.append([event(1), {**event(2), "kind": "member_added", "user_ids": ["u9"]}, event(3)])
         assert seqs(await events.messages_before("c1", None, 10)) == [3, 1]
-        assert await events.count_messages("c1", 2) == 1
-        assert await events.count_messages("c1", 3) == 2
+        assert await events.count_messages_after("c1", 0) == 2
+        assert await events.count_messages_after("c1", 1) == 1
+        assert await events.count_messages_after("c1", 3) == 0
 
     async def test_edit_is_idempotent_and_a_later_edit_wins(self, events):
         await events.append([event(1)])
