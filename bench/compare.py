@@ -95,7 +95,7 @@ class Running:
             try:
                 p = psutil.Process(pid)
                 if p.create_time() == created:
-                    leftovers.append(pid)
+                    leftovers.append(f"{pid} {' '.join(p.cmdline())[:100]}")
                     p.kill()
             except psutil.Error:
                 pass
@@ -104,7 +104,7 @@ class Running:
         return {"stop_s": round(time.perf_counter() - t, 1), "forced": forced, "leftovers_killed": leftovers}
 
 
-def start_target(name: str, work: Path) -> Running:
+def start_target(name: str, work: Path, extra_env: dict[str, str] | None = None) -> Running:
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / f"{name}.log"
     log = open(log_path, "ab")
@@ -123,6 +123,7 @@ def start_target(name: str, work: Path) -> Running:
                        RAYCHAT_MONGODB_DB=db, RAYCHAT_JWT_SECRET=JWT_SECRET, RAYCHAT_DATA_DIR=str(work / "data"),
                        RAYCHAT_HOST="127.0.0.1", RAYCHAT_PORT=str(port),
                        RAYCHAT_NAMESPACE=f"raychat-compare-{os.getpid()}", RAYCHAT_LOG_LEVEL="WARNING")
+            env.update(extra_env or {})
             cmd = [str(Path(sys.executable).parent / "raychat"), "up"]
             url = f"http://127.0.0.1:{port}"
             load_args = ["--mongodb-uri", stores[0].uri, "--mongodb-db", db, "--jwt-secret", JWT_SECRET]
@@ -175,7 +176,8 @@ def wait_ready(running: Running) -> float:
     raise RuntimeError(f"{running.name} not ready after {READY_TIMEOUT_S:.0f} s: {last!r}; see {running.log_path}")
 
 
-def run_scenario(running: Running, scenario: str, work: Path, quick: bool) -> dict[str, Any]:
+def run_scenario(running: Running, scenario: str, work: Path, quick: bool,
+                 extra: list[str] | None = None) -> dict[str, Any]:
     out = work / f"{running.name}-{scenario}.json"
     cmd = [sys.executable, "-m", "bench.load", "--target", running.name, "--url", running.url,
            "--scenario", scenario, "--json-out", str(out), *running.load_args]
@@ -183,6 +185,7 @@ def run_scenario(running: Running, scenario: str, work: Path, quick: bool) -> di
         cmd += ["--server-pid", str(pid)]
     if quick:
         cmd.append("--quick")
+    cmd += extra or []
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL)
     while proc.poll() is None:
@@ -216,13 +219,13 @@ def _lossdup(r: dict[str, Any]) -> str:
 
 def scenario_row(target: str, scenario: str, r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"| {scenario} | {target} | error: {r['error']} | | | | |"
+        return f"| {scenario} | {target} | error: {r['error']} | | | | | |"
     if scenario == "idle10k":
         hb = r.get("heartbeat", {})
         per = r.get("server_rss_bytes_per_socket")
         return (f"| {scenario} | {target} | {r.get('accepted', 0):,} of {r['sockets_requested']:,} opened "
                 f"({r['connect']['seconds']:.0f} s); {hb.get('answered', 0):,} answered a ping after "
-                f"{r['hold_s']:.0f} s | | | {_f(per, '{:,.0f} B/socket')} | {_rss(r)} |")
+                f"{r['hold_s']:.0f} s | | | {_f(per, '{:,.0f} B/socket')} | {_rss(r)} | |")
     if scenario == "storm":
         s = r["storm"]
         step = r["steps"][0]
@@ -231,7 +234,8 @@ def scenario_row(target: str, scenario: str, r: dict[str, Any]) -> str:
                 f"{_f(s['reconnect_ms'].get('p99'), '{:,.0f} ms')} | {_f(step['delivery_ms'].get('p50'), '{:.0f}')} / "
                 f"{_f(step['delivery_ms'].get('p99'), '{:.0f}')} | {_f(step['ack_ms']['p50'], '{:.0f}') if isinstance(step['ack_ms'], dict) else 'n/a'} "
                 f"| lost {s['lost_on_cut_sockets']} on cut + {s['lost_on_other_sockets']} on others / dup "
-                f"{s['duplicates']}; {s['redelivered_after_reconnect']} redelivered by resume | {_rss(r)} |")
+                f"{s['duplicates']}; {s['redelivered_after_reconnect']} redelivered after reconnect | {_rss(r)} | "
+                f"{step['server_cores']:.2f} / {step['client_cores']:.2f} |")
     best = r.get("best")
     tried = ", ".join(f"{s['offered_deliveries_per_s']:,.0f}{'✓' if s['passed'] else '✗'}" for s in r["steps"])
     if best is None:
@@ -239,16 +243,18 @@ def scenario_row(target: str, scenario: str, r: dict[str, Any]) -> str:
         d = worst["delivery_ms"]
         return (f"| {scenario} | {target} | **0** (none held; at {worst['offered_deliveries_per_s']:,.0f} offered: "
                 f"p99 {_f(d.get('p99'), '{:,.0f}')} ms) [{tried}] | {_f(d.get('p50'), '{:.0f}')} / "
-                f"{_f(d.get('p99'), '{:.0f}')} | – | {_lossdup(r)} | {_rss(r)} |")
+                f"{_f(d.get('p99'), '{:.0f}')} | – | {_lossdup(r)} | {_rss(r)} | "
+                f"{worst['server_cores']:.2f} / {worst['client_cores']:.2f} |")
     return (f"| {scenario} | {target} | **{best['deliveries_per_s']:,.0f}** [{tried}] | "
             f"{best['delivery_p50_ms']:.0f} / {best['delivery_p99_ms']:.0f} | {_f(best['ack_p50_ms'], '{:.0f}')} | "
-            f"{_lossdup(r)} | {_rss(r)} |")
+            f"{_lossdup(r)} | {_rss(r)} | {best['server_cores']:.2f} / {best['client_cores']:.2f} |")
 
 
 def table(results: dict[str, Any]) -> str:
     rows = ["| scenario | target | deliveries/s at p99 ≤ 100 ms [offered rates tried: ✓ held, ✗ missed] | "
-            "delivery p50 / p99 ms | ack p50 ms | lost / dup (all steps) | server RSS max |",
-            "|---|---|---|---|---|---|---|"]
+            "delivery p50 / p99 ms | ack p50 ms | lost / dup (all steps) | server RSS max | "
+            "cores: server / client |",
+            "|---|---|---|---|---|---|---|---|"]
     targets = results["targets"]
     for scenario in results["scenarios"]:
         for target in targets:
@@ -280,6 +286,16 @@ def headline(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return ratios, "\n".join(rows)
 
 
+def wait_quiet(below: float, at_most_s: float) -> float:
+    """Other jobs on a shared machine move every latency: wait (polling every 30 s) until the
+    1-minute load average is under ``below``, or ``at_most_s`` has passed. Returns the wait."""
+    t = time.perf_counter()
+    while os.getloadavg()[0] >= below and time.perf_counter() - t < at_most_s:
+        print(f"load average {os.getloadavg()[0]:.2f} >= {below}: waiting", flush=True)
+        time.sleep(30)
+    return time.perf_counter() - t
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: short steps, short ladders, 1,000 idle sockets")
@@ -287,6 +303,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results-compare.json")
     p.add_argument("--keep-work", action="store_true", help="keep the temp dir (servers' logs, per-scenario JSON)")
+    p.add_argument("--raychat-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a diagnostic: an extra environment variable for raychat up (e.g. RAY_worker_niceness=0)")
+    p.add_argument("--load-arg", action="append", default=[], metavar="FLAG",
+                   help="a diagnostic: an extra flag for every bench.load run (e.g. --no-compression)")
+    p.add_argument("--quiet-load", type=float, default=0.0,
+                   help="first wait until the 1-minute load average is below this (0: start at once)")
+    p.add_argument("--quiet-wait", type=float, default=3600.0, help="...but at most this many seconds")
     args = p.parse_args(argv)
     args.target_list = [t for t in args.targets.split(",") if t]
     args.scenario_list = [s for s in args.scenarios.split(",") if s]
@@ -303,23 +326,27 @@ def main(argv: list[str] | None = None) -> int:
     from .run import machine
 
     args = parse_args(argv)
+    waited = wait_quiet(args.quiet_load, args.quiet_wait) if args.quiet_load else 0.0
     work = Path(tempfile.mkdtemp(prefix="raychat-compare-"))
     t0 = time.perf_counter()
     results: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "command": " ".join(["python", "-m", "bench.compare", *(argv or sys.argv[1:])]),
                                "machine": machine(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-                               "quick": args.quick, "scenarios": args.scenario_list, "targets": {}}
+                               "waited_for_quiet_s": round(waited), "raychat_env": args.raychat_env,
+                               "load_args": args.load_arg, "quick": args.quick,
+                               "scenarios": args.scenario_list, "targets": {}}
     try:
         for name in args.target_list:
             print(f"== {name}", flush=True)
             entry: dict[str, Any] = {"loadavg_start": [round(x, 2) for x in os.getloadavg()], "scenarios": {}}
             results["targets"][name] = entry
-            running = start_target(name, work / name)
+            running = start_target(name, work / name, dict(e.split("=", 1) for e in args.raychat_env))
             try:
                 entry["startup_s"] = round(wait_ready(running), 1)
                 for scenario in args.scenario_list:
                     print(f"   {name} {scenario}", flush=True)
-                    entry["scenarios"][scenario] = run_scenario(running, scenario, work / name, args.quick)
+                    entry["scenarios"][scenario] = run_scenario(running, scenario, work / name, args.quick,
+                                                                args.load_arg)
             except Exception as exc:
                 entry["error"] = repr(exc)
                 print(f"   {name} failed: {exc!r}", flush=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.protocol import State
 
 from raychat.client import EventOrder
 
@@ -69,6 +70,12 @@ class Sent:
     t_ack: float | None = None
     receipts: int = 0
     refused: str | None = None
+    ws: Any = None          # the connection it left on: an ack cannot come once that one is cut
+
+    def ack_pending(self) -> bool:
+        """Still waiting for an ack that can come: a cut socket's acks are gone with it (the
+        message itself is delivered, and a resumed sender sees it in its replay)."""
+        return self.t_ack is None and (self.ws is None or self.ws.state is State.OPEN)
 
 
 @dataclass
@@ -262,6 +269,7 @@ class Runner:
                 mid = f"{self.run_id}.{step}.{k}.{int(due * 1e9)}"
                 sent = Sent(cid, due, members_of[cid], step, due >= window_start)
                 self.sent[mid] = sent
+                sent.ws = s.ws
                 try:
                     await s.ws.send(self.wire.send_frame(s.member, cid, mid, f"{mid} {BODY_PAD}"))
                 except ConnectionClosed:
@@ -323,7 +331,7 @@ class Runner:
         has_ack = self.wire.has_ack
         progress, moved = -1, t0
         while True:
-            if all(m.refused is not None or (m.receipts >= m.expected and (not has_ack or m.t_ack is not None))
+            if all(m.refused is not None or (m.receipts >= m.expected and (not has_ack or not m.ack_pending()))
                    for m in mine):
                 return {"end": "complete", "s": round(time.perf_counter() - t0, 2)}
             now = time.perf_counter()
@@ -337,28 +345,31 @@ class Runner:
             await asyncio.sleep(0.05)
 
     # ---- idle --------------------------------------------------------------------------------
-    async def heartbeat(self, timeout_s: float) -> dict[str, Any]:
-        """Ping every socket that is still open; how many answer within ``timeout_s``."""
+    async def heartbeat(self, timeout_s: float, in_flight: int = 200) -> dict[str, Any]:
+        """Ping every socket that is still open, ``in_flight`` at a time (a client pings on its
+        own schedule, never all at once), each waiting up to ``timeout_s`` for its pong: how many
+        sockets still answer, and how long the round took."""
         live = [s for s in self.socks if s.live.is_set()]
         for s in live:
             s.pong.clear()
-        sem = asyncio.Semaphore(512)
+        sem = asyncio.Semaphore(in_flight)
+        waits: list[float] = []
 
         async def ping(s: Sock) -> bool:
             async with sem:
+                t = time.perf_counter()
                 try:
                     await s.ws.send(self.wire.ping_frame())
-                except ConnectionClosed:
+                    await asyncio.wait_for(s.pong.wait(), timeout_s)
+                except (ConnectionClosed, asyncio.TimeoutError):
                     return False
-            try:
-                await asyncio.wait_for(s.pong.wait(), timeout_s)
+                waits.append(time.perf_counter() - t)
                 return True
-            except asyncio.TimeoutError:
-                return False
 
         t = time.perf_counter()
         answered = sum(await asyncio.gather(*(ping(s) for s in live)))
-        return {"open": len(live), "answered": answered, "seconds": round(time.perf_counter() - t, 2)}
+        return {"open": len(live), "answered": answered, "seconds": round(time.perf_counter() - t, 2),
+                "in_flight": in_flight, "ping_pong_ms": summary_ms(waits)}
 
 
 async def _send_quietly(ws: Any, text: str) -> None:

@@ -69,10 +69,14 @@ class Wire(Protocol):
     def parse(self, raw: str | bytes) -> Frame: ...
 
 
+COMPRESSION: list[str | None] = ["deflate"]   # bench/load.py's --no-compression sets [None]
+
+
 async def _connect(url: str, **kw: Any) -> ClientConnection:
     # The library's defaults otherwise (keepalive ping every 20 s, permessage-deflate offered), as
     # a real client has them.
-    return await websockets.connect(url, max_size=MAX_FRAME, open_timeout=OPEN_TIMEOUT_S, **kw)
+    return await websockets.connect(url, max_size=MAX_FRAME, open_timeout=OPEN_TIMEOUT_S,
+                                    compression=COMPRESSION[0], **kw)
 
 
 def _plain_event(f: dict[str, Any]) -> Frame:
