@@ -33,6 +33,7 @@ import resource
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +169,7 @@ async def run_load(wire, sc: Scenario, args: argparse.Namespace, server_pids: li
             return r
 
         if sc.name == "storm":
-            out["storm"] = await storm(runner, at, sc, args)
+            out["storm"] = await storm(runner, at, sc)
         elif args.rates:
             for rate in args.rates:
                 await at(rate)
@@ -182,7 +183,7 @@ async def run_load(wire, sc: Scenario, args: argparse.Namespace, server_pids: li
             "delivery_p50_ms": best["delivery_ms"]["p50"], "delivery_p99_ms": best["delivery_ms"]["p99"],
             "ack_p50_ms": best["ack_ms"]["p50"] if isinstance(best["ack_ms"], dict) else "n/a",
             "server_cores": best["server_cores"], "client_cores": best["client_cores"]}
-        out["closes"] = {str(k): v for k, v in _count(c for s in runner.socks for c in s.closes).items()}
+        out["closes"] = {str(k): v for k, v in Counter(c for s in runner.socks for c in s.closes).items()}
         out["reconnects"] = len(runner.reconnect_times)
         out["unknown_events"] = runner.unknown
         out["error_frames"] = dict(runner.errors)
@@ -193,7 +194,8 @@ async def run_load(wire, sc: Scenario, args: argparse.Namespace, server_pids: li
 
 
 async def find_rate(at, start: float, max_steps: int) -> None:
-    """Double from ``start`` while steps hold; if the first misses, halve (at most HALVINGS times).
+    """Double from ``start`` while steps hold; if the first misses, halve (at most HALVINGS times,
+    and fewer than ``max_steps``).
     A first or climbing step that misses on latency alone is run once more before it counts: on
     a shared machine one spike from another process can push a p99 over the line, and the ladder
     stops at its first miss. A loss, refusal or duplicate is never retried away; nor is a miss on
@@ -213,7 +215,7 @@ async def find_rate(at, start: float, max_steps: int) -> None:
             if not await attempt(rate):
                 return
     else:
-        for _ in range(HALVINGS):
+        for _ in range(min(HALVINGS, max_steps - 1)):
             rate /= 2
             if await attempt(rate, confirm=False):
                 return
@@ -224,7 +226,7 @@ def latency_only_miss(step: dict[str, Any]) -> bool:
             and step["unanswered"] == 0)
 
 
-async def storm(runner: Runner, at, sc: Scenario, args: argparse.Namespace) -> dict[str, Any]:
+async def storm(runner: Runner, at, sc: Scenario) -> dict[str, Any]:
     """One step at the scenario's rate; a third into the window, every tenth socket is cut and
     reconnects at once. Losses and duplicates are counted as in any step (over every socket),
     and apart for the cut sockets."""
@@ -278,17 +280,10 @@ async def run_idle(wire, args: argparse.Namespace, server_pids: list[int]) -> di
         out["server_rss_mb"] = {"before": round(before / MB, 1), "connected": round(after / MB, 1)}
         out["server_rss_bytes_per_socket"] = round((after - before) / held) if held else None
         out["client_rss_bytes_per_socket"] = round((client.memory_info().rss - client_before) / held) if held else None
-        out["close_codes"] = {str(k): v for k, v in _count(c for s in runner.socks for c in s.closes).items()}
+        out["close_codes"] = {str(k): v for k, v in Counter(c for s in runner.socks for c in s.closes).items()}
     finally:
         out["server_rss"] = await rss.stop()
         await runner.close()
-    return out
-
-
-def _count(items) -> dict:
-    out: dict = {}
-    for i in items:
-        out[i] = out.get(i, 0) + 1
     return out
 
 

@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=15.0, help="seconds sampled")
     p.add_argument("--sample-rate", type=int, default=50, help="py-spy samples per second")
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--out-dir", type=Path, default=REPO / "bench" / "profiles")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where the raw stacks and the summary go (default: a new temp dir, printed)")
     args = p.parse_args(argv)
+    if args.out_dir is None:
+        args.out_dir = Path(tempfile.mkdtemp(prefix="raychat-profile-out-"))
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     work = Path(tempfile.mkdtemp(prefix="raychat-profile-"))
     running = start_target("raychat", work / "raychat")
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         for f, v in r.get("inclusive_pct", [])[:args.top]:
             print(f"  {v:5.1f}%  {f}")
     print(json.dumps(result.get("load_step"), indent=1))
+    print(f"\nraw stacks and summary: {args.out_dir}")
     return 0
 
 

@@ -138,7 +138,19 @@ class PushWorker:
             self.stats["claimed"] += len(entries)
         if not entries:
             entries = await self.queue.read(self.consumer, cfg.batch_size, cfg.block_ms)
-        await asyncio.gather(*(self.handle(e) for e in entries))
+        # Message jobs of one conversation are expanded one after another, in stream order, so
+        # the first message of a burst is the one its collapse window lets through; everything
+        # else (other conversations, deliveries) runs side by side.
+        lanes: dict[Any, list[Entry]] = {}
+        for e in entries:
+            key = e.job.get("conversation_id") if e.job.get("type") == "message" else id(e)
+            lanes.setdefault(key, []).append(e)
+
+        async def lane(items: list[Entry]) -> None:
+            for e in items:
+                await self.handle(e)
+
+        await asyncio.gather(*(lane(items) for items in lanes.values()))
         return len(entries)
 
     async def handle(self, entry: Entry) -> None:
