@@ -24,11 +24,29 @@ def owner(key: Key, hosts: Sequence[str]) -> str:
     return max(hosts, key=lambda h: _weight(h, key))
 
 
+# Owners already computed, for the host list they were computed under: a group's fan-out asks
+# for the same members' owners on every message (two hashes per member per host otherwise).
+_MEMO_MAX = 200_000
+_memo_hosts: tuple[str, ...] = ()
+_memo: dict[Key, str] = {}
+
+
+def cached_owner(key: Key, hosts: Sequence[str]) -> str:
+    global _memo_hosts, _memo
+    t = tuple(hosts)
+    if t != _memo_hosts or len(_memo) >= _MEMO_MAX:
+        _memo_hosts, _memo = t, {}
+    found = _memo.get(key)
+    if found is None:
+        found = _memo[key] = owner(key, hosts)
+    return found
+
+
 def group_by_owner(kind: str, ids: Iterable[str], hosts: Sequence[str]) -> dict[str, list[str]]:
     """Split ids of one kind by their owning host: one entry per host, for one call each."""
     out: dict[str, list[str]] = {}
     for i in ids:
-        out.setdefault(owner((kind, i), hosts), []).append(i)
+        out.setdefault(cached_owner((kind, i), hosts), []).append(i)
     return out
 
 

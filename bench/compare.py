@@ -51,6 +51,9 @@ JWT_SECRET = "bench-compare-" + "x" * 40
 # One client IP plays every user: lift the limits far above the offered load.
 RAYCHAT_LIMITS = {"RAYCHAT_REGISTRATIONS_PER_IP": "1000000", "RAYCHAT_LOGIN_ATTEMPTS_PER_IP": "1000000",
                   "RAYCHAT_MESSAGE_BURST": "1000000", "RAYCHAT_MESSAGES_PER_S": "1000000"}
+# Two gateway replicas, as serve_config.yaml's minimum and like the peers' two uvicorn workers:
+# a group's frames are written by two processes at once instead of one.
+RAYCHAT_PROCESSES = {"RAYCHAT_GATEWAY_REPLICAS": "2"}
 
 
 class Running:
@@ -119,7 +122,7 @@ def start_target(name: str, work: Path, extra_env: dict[str, str] | None = None)
                                       sync_on_commit=Settings().write_journal))
             stores.append(start_redis(work / "redis", log_path=work / "redis.log"))
             db = f"bench_compare_{os.getpid()}"
-            env.update(RAYCHAT_LIMITS, RAYCHAT_MONGODB_URI=stores[0].uri, RAYCHAT_REDIS_URL=stores[1].uri,
+            env.update(RAYCHAT_LIMITS, **RAYCHAT_PROCESSES, RAYCHAT_MONGODB_URI=stores[0].uri, RAYCHAT_REDIS_URL=stores[1].uri,
                        RAYCHAT_MONGODB_DB=db, RAYCHAT_JWT_SECRET=JWT_SECRET, RAYCHAT_DATA_DIR=str(work / "data"),
                        RAYCHAT_HOST="127.0.0.1", RAYCHAT_PORT=str(port),
                        RAYCHAT_NAMESPACE=f"raychat-compare-{os.getpid()}", RAYCHAT_LOG_LEVEL="WARNING")

@@ -9,13 +9,15 @@ import ipaddress
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+from raychat.ingress import front_door_addresses
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
-def client_ip(scope: dict[str, Any], trusted: Iterable[Network]) -> str:
+def client_ip(scope: dict[str, Any], trusted: Iterable[Network], front_door: frozenset[str] | None = None) -> str:
     """The caller's IP address, for rate limits and logs.
 
     It is the TCP peer's (Serve's proxy hands its replicas the original client address in
@@ -23,16 +25,28 @@ def client_ip(scope: dict[str, Any], trusted: Iterable[Network]) -> str:
     from the right, each trusted hop vouching for the one before it, and the first hop that is
     not a trusted proxy is the client. Without trusted proxies the header is ignored: anyone
     can write it.
+
+    Behind HAProxy (raychat/ingress.py) the peer is HAProxy on this machine (``front_door``, by
+    default ``front_door_addresses()``), which appends the address it saw to X-Forwarded-For:
+    that last entry then stands for the peer, and the same rules go on from it.
     """
     trusted = tuple(trusted)
     peer = _address((scope.get("client") or ("",))[0])
     if peer is None:
         return "unknown"
+    forwarded = ",".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    if front_door is None:
+        front_door = front_door_addresses()
+    if hops and str(peer) in front_door:
+        seen = _address(hops.pop())
+        if seen is None:
+            return "unknown"
+        peer = seen
     if not trusted or not _within(peer, trusted):
         return str(peer)
-    forwarded = ",".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for")
     found = peer
-    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+    for hop in reversed(hops):
         ip = _address(hop)
         if ip is None:          # a hop our own proxy could not have written: stop at the last good one
             break

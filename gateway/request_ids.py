@@ -24,6 +24,7 @@ log = logging.getLogger("gateway.access")
 bugs = logging.getLogger("gateway.http_errors")      # where the error handlers log, too
 
 HEADER = b"x-request-id"
+RAW_SEND = "raychat.raw_send"           # the scope key of the ASGI send outside our middleware
 _SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -54,6 +55,11 @@ class RequestContext:
                 message = {**message, "headers": [*message.get("headers", ()), (HEADER, rid.encode())]}
             await send(message)
 
+        if scope["type"] == "websocket":
+            # After the handshake a socket's frames need none of the layers between here and
+            # the route (this wrapper, Starlette's exception wrapper and WebSocket state checks):
+            # gateway/ws.py writes them with the send that reached us.
+            scope[RAW_SEND] = send
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:

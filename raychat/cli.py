@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="print the versions of raychat, Ray and Python",
                         description="Print the versions of raychat, Ray and Python.")
 
+    commands.add_parser(
+        "ingress-env",
+        help="print the environment that puts HAProxy before the gateway, for `ray start`",
+        description="Print `export NAME=VALUE` lines selecting Serve's HAProxy front door "
+                    "(raychat/ingress.py) for the `ray start` of a cluster node: cluster.yaml runs "
+                    "`eval \"$(raychat ingress-env)\"` first. RAYCHAT_INGRESS=proxy prints nothing "
+                    "(Serve's proxy); variables already set win.")
+
     chat = commands.add_parser(
         "chat",
         help="chat in the terminal with a raychat server",
@@ -81,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args)
     if args.command == "chat":
         return _chat(args)
+    if args.command == "ingress-env":
+        return _ingress_env()
     parser.print_help(sys.stderr)
     return 2
 
@@ -106,6 +116,24 @@ def _up(args: argparse.Namespace) -> int:
     except Exception:
         log.exception("raychat up failed")
         return 1
+
+
+def _ingress_env() -> int:
+    import os
+    import shlex
+
+    from raychat.ingress import serve_env
+
+    ingress = os.environ.get("RAYCHAT_INGRESS", "haproxy")
+    if ingress not in ("haproxy", "proxy"):
+        print(f"RAYCHAT_INGRESS={ingress!r}: must be haproxy or proxy", file=sys.stderr)
+        return 2
+    # `ray start` sets the node's open-files limit first (cluster.yaml: ulimit -n 65536).
+    _, env = serve_env(ingress, max_conn=25_000)  # type: ignore[arg-type]
+    for name, value in env.items():
+        if name not in os.environ:
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 def _chat(args: argparse.Namespace) -> int:

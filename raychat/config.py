@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Path("./var")
+    # Serve's front door on that port (raychat/ingress.py): "haproxy" (HAProxy forwards each
+    # connection to a gateway replica's own server; the default) or "proxy" (Serve's Python proxy
+    # relays every frame; used anyway with TLS or where no HAProxy binary exists).
+    ingress: Literal["haproxy", "proxy"] = "haproxy"
     # HTTPS and WSS on that port, terminated by Serve's proxy: PEM files, both or neither.
     tls_cert: Path | None = None                # the certificate chain, leaf first
     tls_key: Path | None = Field(None, validate_default=True)   # its private key, unencrypted

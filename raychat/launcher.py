@@ -138,6 +138,11 @@ class Launcher:
         address = os.environ.get("RAY_ADDRESS") or "local"
         self._own_ray = address == "local"
         self._ray_up = True
+        if self._own_ray:
+            # Serve reads its front-door switches from the environment its processes start with:
+            # the local cluster's raylet inherits ours. A cluster of `ray start` sets them itself
+            # (cluster.yaml).
+            os.environ.update(self._ingress_env(settings))
         ray.init(address=address, include_dashboard=False, namespace=settings.namespace)
         # ray.init installs its own SIGTERM handler (sys.exit); ours must win.
         self._install_signal_handlers()
@@ -146,6 +151,27 @@ class Launcher:
         log.info("Ray is up (%s cluster, namespace %r)", "local" if self._own_ray else address,
                  settings.namespace)
         self._remember_descendants()
+
+    def _ingress_env(self, settings: Settings) -> dict[str, str]:
+        from raychat.ingress import free_port_window, serve_env
+
+        if settings.ingress == "haproxy" and settings.tls_cert:
+            log.info("TLS is on: Serve's proxy terminates it, so it stays the front door")
+            return {}
+        from storage.embedded import free_port
+
+        # HAProxy's stats and metrics listeners and Serve's fallback proxy default to fixed ports
+        # (8404, 9101, 8500): free ones, unless
+        # the operator chose, so a second raychat (or a test cluster) on this machine can start.
+        ports = {name: None if f"RAY_SERVE_HAPROXY_{name.upper()}_PORT" in os.environ else free_port()
+                 for name in ("stats", "metrics")}
+        ports["fallback"] = None if "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in os.environ else free_port()
+        window = None if "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" in os.environ else free_port_window()
+        ingress, env = serve_env(settings.ingress, stats_port=ports["stats"], metrics_port=ports["metrics"],
+                                 replica_ports=window, fallback_port=ports["fallback"])
+        log.info("front door: %s", "HAProxy, WebSockets straight to the gateway replicas" if ingress == "haproxy"
+                 else "Serve's proxy")
+        return env
 
     def _start_serve(self, settings: Settings) -> None:
         from ray import serve

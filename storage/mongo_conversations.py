@@ -89,20 +89,28 @@ class MongoConversationStore:
                       .limit(limit))
             return [doc["_id"] for doc in await cursor.to_list()]
 
-    async def save_progress(self, conversation_id: str, progress: dict[str, Any]) -> None:
+    async def save_progress(self, conversation_id: str, progress: dict[str, Any],
+                            reads: dict[str, tuple[int, int]] | None = None) -> None:
         # Guarded by state_seq: a checkpoint only ever moves forward, so late or repeated
         # saves (they run after the acknowledgement, concurrently) cannot undo a newer one.
         at = progress.get("last_activity_at")
         fields = {k: v for k, v in progress.items()
                   if k != "last_activity_at" and (v is not None or k == "title")}
         update: dict[str, Any] = {"$set": fields}
+        maxes = _read_fields(reads or {})
         if at is not None:
-            update["$max"] = {"last_activity_at": at}
+            maxes["last_activity_at"] = at
+        if maxes:
+            update["$max"] = maxes
         with mongo_errors(INDEXES):
             # One predicate beside _id, never an $or (SecantusDB scans the collection for an $or
             # beside _id); "not >= n" also matches a conversation that has no state_seq yet.
-            await self._conversations.update_one(
+            # Cursors ride in the same update: every write of this document re-indexes its
+            # members array (all of it, on SecantusDB), so one write per flush, not two.
+            result = await self._conversations.update_one(
                 {"_id": conversation_id, "state_seq": {"$not": {"$gte": progress["state_seq"]}}}, update)
+        if reads and result.matched_count == 0:
+            await self.set_reads(conversation_id, reads)
 
     async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
         with mongo_errors(INDEXES):
@@ -113,16 +121,21 @@ class MongoConversationStore:
         # Cursors live in the conversation document, so one query lists conversations with
         # the caller's unread counts; all of a flush's cursors go in one update. $max: a
         # cursor only moves forward.
-        fields: dict[str, int] = {}
-        for user_id, (seq, count) in reads.items():
-            if "." in user_id or user_id.startswith("$"):
-                raise StoreRejected("a user id may not contain '.' or start with '$'")
-            fields[f"reads.{user_id}.seq"] = seq
-            fields[f"reads.{user_id}.count"] = count
+        fields = _read_fields(reads)
         if not fields:
             return
         with mongo_errors(INDEXES):
             await self._conversations.update_one({"_id": conversation_id}, {"$max": fields})
+
+
+def _read_fields(reads: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for user_id, (seq, count) in reads.items():
+        if "." in user_id or user_id.startswith("$"):
+            raise StoreRejected("a user id may not contain '.' or start with '$'")
+        fields[f"reads.{user_id}.seq"] = seq
+        fields[f"reads.{user_id}.count"] = count
+    return fields
 
 
 def _to_doc(conversation: Conversation) -> dict[str, Any]:

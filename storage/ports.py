@@ -123,11 +123,14 @@ class ConversationStore(Protocol):
         conversation_id first). With ``before``: those strictly after (before, before_id) in that
         order — or, without before_id, active strictly before ``before``. One query."""
 
-    async def save_progress(self, conversation_id: str, progress: dict[str, Any]) -> None:
+    async def save_progress(self, conversation_id: str, progress: dict[str, Any],
+                            reads: dict[str, tuple[int, int]] | None = None) -> None:
         """Checkpoint the conversation actor's projection: ``progress`` has state_seq (required),
-        last_seq, message_count, members, roles, title, last_message and last_activity_at.
-        Applied only if state_seq is above the stored one (so a late save never undoes a newer
-        one); last_activity_at never moves back. None values (but title) are left alone."""
+        and any of last_seq, message_count, members, roles, title, last_message and
+        last_activity_at (keys left out are left alone). Applied only if state_seq is above the
+        stored one (so a late save never undoes a newer one); last_activity_at never moves back.
+        None values (but title) are left alone. ``reads`` raises read cursors as ``set_reads``
+        does, in the same write when the checkpoint applies, and in any case."""
 
     async def ids_for_member(self, user_id: str, limit: int) -> list[str]:
         """The ids of up to ``limit`` conversations with ``user_id`` among members, most recently

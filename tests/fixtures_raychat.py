@@ -28,6 +28,7 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3
     from ray import serve
 
     from raychat.config import Settings
+    from raychat.ingress import free_port_window, serve_env
     from serve_app import build_app, build_push_app
     from tests.fixtures_push import WEBHOOK_SECRET as PUSH_WEBHOOK_SECRET
 
@@ -45,8 +46,23 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3
                         # runs as its own app, as in production.
                         push_webhook_secret=PUSH_WEBHOOK_SECRET, push_webhook_allowed="http://127.0.0.1",
                         **GENEROUS_LIMITS)
-    ray.init(num_cpus=2, include_dashboard=False, namespace=settings.namespace,
-             runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}}, log_to_driver=False)
+    # The front door `raychat up` uses (raychat/ingress.py): Serve's processes read it from the
+    # environment the raylet starts with. Set only around ray.init, so the clusters other tests
+    # start as subprocesses do not inherit this one's HAProxy ports. A replaced replica drains for
+    # 2 s instead of Serve's 30 (the redeploy tests wait for it).
+    ingress, ingress_env = serve_env(settings.ingress, stats_port=free_port(), metrics_port=free_port(),
+                                     drain_s=2, replica_ports=free_port_window(), fallback_port=free_port())
+    saved = {k: os.environ.get(k) for k in ingress_env}
+    os.environ.update(ingress_env)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, namespace=settings.namespace,
+                 runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0"}}, log_to_driver=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name="raychat", route_prefix="/")
     serve.run(build_push_app(settings), name="raychat-push", route_prefix=None)
@@ -57,6 +73,7 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3
 
     r = Running()
     r.base_url, r.ws_url, r.settings, r.port = base, f"ws://127.0.0.1:{port}", settings, port
+    r.ingress = ingress
     yield r
     serve.shutdown()
     ray.shutdown()

@@ -59,3 +59,12 @@ def test_group_by_owner_covers_every_id_once():
     ids = [f"u{i}" for i in range(100)]
     groups = group_by_owner("user", ids, hosts)
     assert sorted(i for g in groups.values() for i in g) == sorted(ids)
+
+
+def test_cached_owner_agrees_with_owner_and_follows_the_host_list():
+    from actors.placement import cached_owner, owner
+
+    keys = [("user", f"u{n}") for n in range(200)]
+    for hosts in (["h1", "h2"], ["h1", "h2", "h3"], ["h3"]):
+        assert [cached_owner(k, hosts) for k in keys] == [owner(k, hosts) for k in keys]
+        assert [cached_owner(k, hosts) for k in keys] == [owner(k, hosts) for k in keys]

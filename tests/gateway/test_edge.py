@@ -87,3 +87,25 @@ def test_with_an_allowlist_only_listed_origins_pass():
 
 def test_a_star_allows_every_origin():
     assert origin_allowed("https://anything.example", "chat.example", frozenset({"*"}))
+
+
+# ---- behind HAProxy: the peer is the front door, which appends what it saw ----------------------
+FRONT = frozenset({"127.0.0.1"})
+
+
+def test_behind_the_front_door_its_last_entry_is_the_peer():
+    assert client_ip(scope("127.0.0.1", "203.0.113.7"), (), FRONT) == "203.0.113.7"
+
+
+def test_behind_the_front_door_a_client_cannot_forge_its_address():
+    assert client_ip(scope("127.0.0.1", "1.2.3.4, 203.0.113.7"), (), FRONT) == "203.0.113.7"
+    assert client_ip(scope("127.0.0.1", "1.2.3.4, 127.0.0.1"), (), FRONT) == "127.0.0.1"
+
+
+def test_behind_the_front_door_trusted_proxies_still_vouch_for_their_clients():
+    assert client_ip(scope("127.0.0.1", "6.6.6.6, 198.51.100.9, 10.0.0.2"), PROXIES, FRONT) == "198.51.100.9"
+
+
+def test_a_peer_that_is_not_the_front_door_is_read_as_before():
+    assert client_ip(scope("203.0.113.7", "1.2.3.4"), (), FRONT) == "203.0.113.7"
+    assert client_ip(scope("127.0.0.1"), (), FRONT) == "127.0.0.1"

@@ -159,6 +159,32 @@ class ConversationStoreContract:
         got = await conversations.get("c1")
         assert got["reads"] == {"alice": {"seq": 5, "count": 3}, "bob": {"seq": 1, "count": 1}}
 
+    async def test_save_progress_raises_cursors_in_the_same_write(self, conversations):
+        await conversations.create(conversation("c1"))
+        await conversations.set_reads("c1", {"bob": (7, 7)})
+        await conversations.save_progress("c1", {"state_seq": 5, "last_seq": 5},
+                                          reads={"alice": (5, 3), "bob": (2, 2)})
+        got = await conversations.get("c1")
+        assert got["state_seq"] == 5
+        assert got["reads"] == {"alice": {"seq": 5, "count": 3}, "bob": {"seq": 7, "count": 7}}
+
+    async def test_cursors_apply_even_when_the_checkpoint_is_stale(self, conversations):
+        await conversations.create(conversation("c1"))
+        await conversations.save_progress("c1", {"state_seq": 9, "title": "nine"})
+        await conversations.save_progress("c1", {"state_seq": 7, "title": "seven"}, reads={"alice": (7, 6)})
+        got = await conversations.get("c1")
+        assert (got["state_seq"], got["title"]) == (9, "nine")
+        assert got["reads"] == {"alice": {"seq": 7, "count": 6}}
+
+    async def test_keys_left_out_of_a_checkpoint_are_left_alone(self, conversations):
+        await conversations.create(conversation("c1"))
+        before = await conversations.get("c1")
+        await conversations.save_progress("c1", {"state_seq": 3, "last_seq": 3, "message_count": 3})
+        got = await conversations.get("c1")
+        assert (got["members"], got.get("roles"), got.get("title")) == \
+            (before["members"], before.get("roles"), before.get("title"))
+        assert got["message_count"] == 3
+
 
 class TestMongoConversationStore(ConversationStoreContract):
     @pytest.fixture

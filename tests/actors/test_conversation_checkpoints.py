@@ -1,0 +1,103 @@
+"""How a conversation actor checkpoints into its document, on the real store.
+
+Every write of a conversation document re-indexes its members array (SecantusDB rewrites all of a
+document's index entries), so a message must not rewrite the roster, cursors ride in the same
+write, and a big group spaces its writes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from actors.conversation import ConversationActor, checkpoint_gap_s
+from actors.conversation_state import SendCommand
+from bench.actor_mem import build_env
+from raychat.clock import FakeClock
+
+
+class Recording:
+    """The real conversation store, recording each checkpoint it is asked to write."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.saves: list[tuple[dict, dict | None]] = []
+        self.cursor_writes = 0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    async def save_progress(self, cid, progress, reads=None):
+        self.saves.append((dict(progress), dict(reads) if reads else None))
+        await self._inner.save_progress(cid, progress, reads)
+
+    async def set_reads(self, cid, reads):
+        self.cursor_writes += 1
+        await self._inner.set_reads(cid, reads)
+
+
+async def make_actor(mongo_stores, presence, members: int):
+    users = [f"u{n}" for n in range(members)]
+    now = datetime.now(timezone.utc)
+    await mongo_stores.conversations.create({
+        "conversation_id": "c1", "kind": "group", "title": "t", "members": users,
+        "roles": {u: ("owner" if k == 0 else "member") for k, u in enumerate(users)},
+        "created_at": now, "last_seq": 0, "last_activity_at": now})
+    env = build_env(mongo_stores, presence, FakeClock())
+    recording = Recording(mongo_stores.conversations)
+    env.conversations = recording
+    actor = ConversationActor("c1", env)
+    await actor.on_activate()
+    return actor, recording, users
+
+
+async def settle(actor: ConversationActor) -> None:
+    while actor._flusher is not None:
+        await actor._flusher
+
+
+def test_checkpoint_gap_grows_with_the_group_and_is_capped():
+    assert checkpoint_gap_s(2) == checkpoint_gap_s(100) == 0.0
+    assert checkpoint_gap_s(101) == pytest.approx(1.01)
+    assert checkpoint_gap_s(500) == pytest.approx(5.0)
+    assert checkpoint_gap_s(100_000) == 10.0
+
+
+async def test_a_message_does_not_rewrite_the_roster(mongo_stores, presence):
+    actor, rec, users = await make_actor(mongo_stores, presence, 3)
+    for n in range(3):
+        await actor.handle_batch("send", [SendCommand(sender_id=users[n], client_msg_id=f"m{n}", body="hi")])
+        await settle(actor)
+    assert "members" in rec.saves[0][0]                  # the first checkpoint of this activation
+    assert all("members" not in p and "title" not in p for p, _ in rec.saves[1:])
+    assert len(rec.saves) >= 2
+    # Each sender's cursor rode in the checkpoint of their message: no separate cursor write.
+    assert rec.cursor_writes == 0
+    doc = await mongo_stores.conversations.get("c1")
+    assert doc["members"] == users and doc["last_seq"] == 3 and doc["message_count"] == 3
+    assert doc["reads"][users[2]] == {"seq": 3, "count": 3}
+
+
+async def test_a_roster_change_is_checkpointed(mongo_stores, presence):
+    actor, rec, users = await make_actor(mongo_stores, presence, 3)
+    await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id="m0", body="hi")])
+    await settle(actor)
+    actor.state.title = "renamed"
+    await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id="m1", body="hi")])
+    await settle(actor)
+    assert rec.saves[-1][0]["title"] == "renamed"
+    assert (await mongo_stores.conversations.get("c1"))["title"] == "renamed"
+
+
+async def test_a_big_group_coalesces_checkpoints(mongo_stores, presence):
+    actor, rec, users = await make_actor(mongo_stores, presence, 120)     # 1.2 s between writes
+    for n in range(10):
+        await actor.handle_batch("send", [SendCommand(sender_id=users[n], client_msg_id=f"m{n}", body="hi")])
+        await asyncio.sleep(0.01)
+    await settle(actor)
+    assert 1 <= len(rec.saves) <= 3                      # ten messages, not ten writes
+    doc = await mongo_stores.conversations.get("c1")
+    assert doc["last_seq"] == 10 and doc["message_count"] == 10
+    assert all(doc["reads"][users[n]]["seq"] == n + 1 for n in range(10))

