@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -93,6 +93,9 @@ class RedisPresence:
         return redis_errors(self._timeout_s)
 
 
+POOL_CONNECTIONS = 100          # redis-py's default pool size, per process
+
+
 def connect(url: str, timeout_s: float) -> Redis:
     """A client whose commands each take at most ``timeout_s``, with one immediate retry.
 
@@ -101,13 +104,22 @@ def connect(url: str, timeout_s: float) -> Redis:
     with backoff, which would blow well past timeout_s.) Nothing connects before the first
     command, so this may be built outside an event loop.
     """
-    return Redis.from_url(
+    # A blocking pool: a burst of more commands than connections (200 sockets closing at once
+    # each mark a user offline) waits for a free connection, within timeout_s, instead of
+    # failing at once with "Too many connections" (redis-py's default pool), which left those
+    # users shown online until their presence expired.
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_CONNECTIONS,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1),
         decode_responses=True,
     )
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True        # aclose() closes the pool it owns, as from_url's does
+    return client
 
 
 @asynccontextmanager

@@ -100,3 +100,15 @@ class TestRedisPresence(PresenceStoreContract):
             await spy.aclose()
         calls = {k: after[k]["calls"] - before.get(k, {}).get("calls", 0) for k in after}
         assert {k: n for k, n in calls.items() if n and k != "cmdstat_info"} == {"cmdstat_mget": 1}
+
+
+async def test_a_burst_past_the_pool_waits_for_connections_instead_of_failing(presence):
+    """300 users going offline at once (a replica's sockets closing) with a pool of 100: every
+    mark is cleared; none fails with redis-py's "Too many connections"."""
+    from storage.redis_store import POOL_CONNECTIONS
+
+    users = [f"burst{n}" for n in range(3 * POOL_CONNECTIONS)]
+    await asyncio.gather(*(presence.set_online(u, 30) for u in users))
+    await asyncio.gather(*(presence.set_offline(u, SEEN) for u in users))
+    got = await presence.get(users)
+    assert all(got[u] == {"status": "offline", "last_seen": SEEN} for u in users)
