@@ -40,20 +40,26 @@ class MongoStores:
         # server's own work via maxTimeMS, and the driver's one retry), so a down or
         # stuck server costs at most that and never hangs. The older per-phase knobs
         # are set too so nothing falls back to pymongo's 20-30 s defaults.
-        self._client: AsyncMongoClient = AsyncMongoClient(
-            uri,
-            tz_aware=True,
-            tzinfo=timezone.utc,
-            timeoutMS=timeout_ms,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-        )
+        options = dict(tz_aware=True, tzinfo=timezone.utc, timeoutMS=timeout_ms,
+                       serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+        self._client: AsyncMongoClient = AsyncMongoClient(uri, **options)
+        # The writes every message causes (its event, the conversation's checkpoint and read
+        # cursors) go through a second client without retryable writes; each of those writes
+        # is safe to send twice and re-sends itself once (mongo_common.resending, the event
+        # store's _id check). Why: SecantusDB keeps a record per retryable write for 30 min and
+        # scans them all, and sorts them once there are 10,000, on every retryable write: past
+        # 10,000 writes an insert costs it 8.5 ms of CPU instead of 0.73 (bench/README.md,
+        # "Retryable writes"), which capped the whole store near 120 writes/s. A real mongod
+        # keeps those records in an index; there, one client with retryable writes would do.
+        self._hot: AsyncMongoClient = AsyncMongoClient(uri, retryWrites=False, **options)
         w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
+        concern = WriteConcern(w=w, j=journal)
         # Note: SecantusDB acknowledges j=True without an fsync per commit unless it runs
         # with --sync-on-commit (storage.embedded's sync_on_commit); mongod honours it.
-        db = self._client.get_database(db_name, write_concern=WriteConcern(w=w, j=journal))
-        self.events = MongoEventStore(db["events"], timeout_ms / 1000)
-        self.conversations = MongoConversationStore(db["conversations"])
+        db = self._client.get_database(db_name, write_concern=concern)
+        hot = self._hot.get_database(db_name, write_concern=concern)
+        self.events = MongoEventStore(hot["events"], timeout_ms / 1000)
+        self.conversations = MongoConversationStore(db["conversations"], hot["conversations"], timeout_ms / 1000)
         self.users = MongoUserStore(db["users"])
         self.blocks = MongoBlockStore(db["blocks"])
         self.keys = MongoKeyStore(db["key_bundles"], db["one_time_prekeys"])
@@ -74,3 +80,4 @@ class MongoStores:
 
     async def close(self) -> None:
         await self._client.close()
+        await self._hot.close()

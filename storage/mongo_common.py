@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import bson
+import pymongo
 from bson.errors import BSONError
 from pymongo import IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -130,6 +131,38 @@ def _write_concern(error: Mapping[str, Any]) -> StoreError:
     if error.get("code") in _BAD_WRITE_CONCERN_CODES:
         return StoreRejected(f"write concern cannot be satisfied: {error.get('errmsg')}")
     return StoreUnavailable(f"write not confirmed durable: {error.get('errmsg')}")
+
+
+def resendable(exc: PyMongoError) -> bool:
+    """Whether a write that failed so may be sent once more: the reply was lost or the server
+    said "retry me", and the deadline has not passed. What pymongo's retryable writes re-send."""
+    if exc.timeout:
+        return False
+    if isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError"):
+        return True
+    if isinstance(exc, BulkWriteError):
+        concern = exc.details.get("writeConcernErrors") or []
+        return bool(concern) and not exc.details.get("writeErrors") and concern[0].get("code") in _UNAVAILABLE_CODES
+    return isinstance(exc, (OperationFailure, WriteConcernError)) and exc.code in _UNAVAILABLE_CODES
+
+
+T = TypeVar("T")
+
+
+async def resending(write: Callable[[], Awaitable[T]], timeout_s: float, indexes: Sequence[Index] = ()) -> T:
+    """Run an idempotent ``write``, and once more if its outcome was lost (``resendable``).
+
+    For writes on the client without retryable writes (``MongoStores``): a re-sent ``$set``
+    guarded by a version, or a ``$max``, changes nothing a second time, so the driver's
+    bookkeeping for exactly-once retries buys these writes nothing. One deadline covers both.
+    """
+    with mongo_errors(indexes), pymongo.timeout(timeout_s):
+        try:
+            return await write()
+        except PyMongoError as exc:
+            if not resendable(exc):
+                raise
+        return await write()
 
 
 @contextmanager

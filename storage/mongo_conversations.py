@@ -12,7 +12,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.errors import DuplicateKey, StoreRejected
-from storage.mongo_common import Index, as_stored, ensure, mongo_errors, rename
+from storage.mongo_common import Index, as_stored, ensure, mongo_errors, rename, resending
 from storage.ports import Conversation
 
 _ID = Index("_id_", (("_id", 1),), key="conversation_id", unique=True, builtin=True)
@@ -27,8 +27,14 @@ INDEXES = (_ID, DIRECT_KEY, BY_MEMBER)
 
 
 class MongoConversationStore:
-    def __init__(self, collection: AsyncCollection):
+    def __init__(self, collection: AsyncCollection, progress: AsyncCollection | None = None,
+                 timeout_s: float = 3.0):
         self._conversations = collection
+        # Checkpoints and read cursors, the writes every message causes, go through a client
+        # without retryable writes (MongoStores says why); each is idempotent and re-sent by
+        # ``resending`` instead.
+        self._progress = progress if progress is not None else collection
+        self._timeout_s = timeout_s
 
     async def ensure_indexes(self) -> None:
         await ensure(self._conversations, INDEXES)
@@ -102,13 +108,13 @@ class MongoConversationStore:
             maxes["last_activity_at"] = at
         if maxes:
             update["$max"] = maxes
-        with mongo_errors(INDEXES):
-            # One predicate beside _id, never an $or (SecantusDB scans the collection for an $or
-            # beside _id); "not >= n" also matches a conversation that has no state_seq yet.
-            # Cursors ride in the same update: every write of this document re-indexes its
-            # members array (all of it, on SecantusDB), so one write per flush, not two.
-            result = await self._conversations.update_one(
-                {"_id": conversation_id, "state_seq": {"$not": {"$gte": progress["state_seq"]}}}, update)
+        # One predicate beside _id, never an $or (SecantusDB scans the collection for an $or
+        # beside _id); "not >= n" also matches a conversation that has no state_seq yet.
+        # Cursors ride in the same update: every write of this document re-indexes its
+        # members array (all of it, on SecantusDB), so one write per flush, not two.
+        result = await resending(lambda: self._progress.update_one(
+            {"_id": conversation_id, "state_seq": {"$not": {"$gte": progress["state_seq"]}}}, update),
+            self._timeout_s, INDEXES)
         if reads and result.matched_count == 0:
             await self.set_reads(conversation_id, reads)
 
@@ -124,8 +130,8 @@ class MongoConversationStore:
         fields = _read_fields(reads)
         if not fields:
             return
-        with mongo_errors(INDEXES):
-            await self._conversations.update_one({"_id": conversation_id}, {"$max": fields})
+        await resending(lambda: self._progress.update_one({"_id": conversation_id}, {"$max": fields}),
+                        self._timeout_s, INDEXES)
 
 
 def _read_fields(reads: dict[str, tuple[int, int]]) -> dict[str, Any]:

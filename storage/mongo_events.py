@@ -20,7 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from storage.errors import DuplicateEvent, StoreRejected
-from storage.mongo_common import DUPLICATE_KEY, Index, ensure, index_hit, mongo_errors, translate
+from storage.mongo_common import DUPLICATE_KEY, Index, ensure, index_hit, mongo_errors, resendable, translate
 from storage.ports import Event
 
 _ID = Index("_id_", (("_id", 1),), key="_id", unique=True, builtin=True)
@@ -75,17 +75,23 @@ class MongoEventStore:
         # Copies, with _ids we choose: the caller's dicts stay untouched, and every _id
         # is unique to this call, which is how a re-sent event is recognised below.
         docs = [{**{k: v for k, v in event.items() if k != "_id"}, "_id": ObjectId()} for event in events]
-        start = 0
+        start, resent = 0, False
         # One deadline for the whole call, however many sends it takes.
         with pymongo.timeout(self._timeout_s):
             while start < len(docs):
                 try:
                     await self._events.insert_many(docs[start:], ordered=True)
                     return
-                except BulkWriteError as exc:
-                    start = await self._resume_point(exc, docs, start)
                 except PyMongoError as exc:
-                    raise translate(exc, INDEXES) from exc
+                    # The client does not retry writes (MongoStores): a send whose outcome was
+                    # lost goes once more, and whatever of it had been stored is recognised by
+                    # its _id below, exactly as after a driver's re-send.
+                    if not resent and resendable(exc):
+                        resent = True
+                        continue
+                    if not isinstance(exc, BulkWriteError):
+                        raise translate(exc, INDEXES) from exc
+                    start = await self._resume_point(exc, docs, start)
 
     async def _resume_point(self, exc: BulkWriteError, docs: list[dict[str, Any]], start: int) -> int:
         """Where to continue after an ordered insert stopped, or raise what it means."""
@@ -97,9 +103,7 @@ class MongoEventStore:
         if error.get("code") != DUPLICATE_KEY:
             raise StoreRejected(f"event {position} refused: {error.get('errmsg')}") from exc
         # The event may be our own, stored by an earlier send of this very call whose
-        # reply was lost: the driver re-sends retryable writes once. mongod dedupes
-        # that re-send by txnNumber and never reports it; SecantusDB executes it again
-        # and reports whichever unique index it checks first. So look for our _ids.
+        # reply was lost (append re-sends once). So look for our _ids.
         ours = await self._stored_prefix(docs[position:])
         if ours:
             return position + ours

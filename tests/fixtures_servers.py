@@ -108,19 +108,19 @@ class MongoFaults:
         self.uri = f"{uri}&appName={self.app}"
         self._admin: AsyncMongoClient = AsyncMongoClient(uri)
 
-    async def lose_next_reply(self, command: str) -> None:
-        """The next ``command`` is applied, but its reply says "retry me"; the driver
-        re-sends it, as after a reply lost to a network fault."""
+    async def lose_next_reply(self, command: str, times: int = 1) -> None:
+        """The next ``times`` sends of ``command`` are applied, but each reply says "retry me",
+        as after a reply lost to a network fault."""
         # NetworkTimeout is retryable on every pymongo path and, unlike the shutdown
         # and not-primary codes, does not make the driver drop the server first.
-        await self._arm(command, writeConcernError={
+        await self._arm(command, times, writeConcernError={
             "code": 89, "codeName": "NetworkTimeout", "errmsg": "reply lost (fail point)",
             "errorLabels": ["RetryableWriteError"],
         })
 
-    async def _arm(self, command: str, **data: object) -> None:
+    async def _arm(self, command: str, times: int, **data: object) -> None:
         await self._admin.admin.command({
-            "configureFailPoint": "failCommand", "mode": {"times": 1},
+            "configureFailPoint": "failCommand", "mode": {"times": times},
             "data": {"failCommands": [command], "appName": self.app, **data},
         })
 

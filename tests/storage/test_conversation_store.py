@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from storage.errors import DuplicateKey
+from storage.errors import DuplicateKey, StoreUnavailable
 from storage.ports import ConversationStore
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)   # ms precision: stores keep ms
@@ -190,6 +190,33 @@ class TestMongoConversationStore(ConversationStoreContract):
     @pytest.fixture
     def conversations(self, mongo_stores):
         return mongo_stores.conversations
+
+    async def test_a_checkpoint_resent_after_a_lost_reply_lands_once(self, faulty_mongo_stores, mongo_faults):
+        store = faulty_mongo_stores.conversations
+        await store.create(conversation("c1"))
+        await mongo_faults.lose_next_reply("update")
+        await store.save_progress("c1", {"state_seq": 4, "last_seq": 4, "message_count": 4,
+                                         "last_activity_at": T0 + timedelta(minutes=1)}, reads={"alice": (4, 4)})
+        got = await store.get("c1")
+        assert (got["state_seq"], got["message_count"], got["reads"]) == (4, 4, {"alice": {"seq": 4, "count": 4}})
+
+    async def test_read_cursors_resent_after_a_lost_reply_land_once(self, faulty_mongo_stores, mongo_faults):
+        store = faulty_mongo_stores.conversations
+        await store.create(conversation("c1"))
+        await mongo_faults.lose_next_reply("update")
+        await store.set_reads("c1", {"bob": (3, 2)})
+        assert (await store.get("c1"))["reads"] == {"bob": {"seq": 3, "count": 2}}
+
+    async def test_a_checkpoint_whose_replies_are_lost_twice_reports_the_store_unavailable(
+            self, faulty_mongo_stores, mongo_faults):
+        # One re-send, as the driver's retryable writes: after that the outcome is the caller's
+        # to find out (the conversation actor reloads before its next write).
+        store = faulty_mongo_stores.conversations
+        await store.create(conversation("c1"))
+        await mongo_faults.lose_next_reply("update", times=2)
+        with pytest.raises(StoreUnavailable):
+            await store.save_progress("c1", {"state_seq": 4, "last_seq": 4})
+        assert (await store.get("c1"))["state_seq"] == 4      # applied: only the reply was lost
 
     async def test_create_resent_after_a_lost_reply_still_reports_created(self, faulty_mongo_stores, mongo_faults):
         store = faulty_mongo_stores.conversations

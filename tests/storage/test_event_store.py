@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from storage.errors import DuplicateEvent
+from storage.errors import DuplicateEvent, StoreUnavailable
 from storage.ports import EventStore
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)   # ms precision: stores keep ms
@@ -188,3 +188,13 @@ class TestMongoEventStore(EventStoreContract):
         await mongo_faults.lose_next_reply("insert")
         await store.append([event(1), event(2), event(3)])
         assert seqs(await store.read_after("c1", 0, 10)) == [1, 2, 3]
+
+    async def test_append_whose_replies_are_lost_twice_reports_unavailable_and_stores_once(
+            self, faulty_mongo_stores, mongo_faults):
+        # One re-send; past that the outcome is unknown to the caller, who re-sends the same
+        # events (the conversation actor does, after reloading): still each stored once.
+        store = faulty_mongo_stores.events
+        await mongo_faults.lose_next_reply("insert", times=2)
+        with pytest.raises(StoreUnavailable):
+            await store.append([event(1), event(2)])
+        assert seqs(await store.read_after("c1", 0, 10)) == [1, 2]
