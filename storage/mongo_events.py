@@ -20,7 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from storage.errors import DuplicateEvent, StoreRejected
-from storage.mongo_common import DUPLICATE_KEY, Index, ensure, index_hit, mongo_errors, resendable, translate
+from storage.mongo_common import DUPLICATE_KEY, Index, ensure, index_hit, mongo_errors, resendable, resending, translate
 from storage.ports import Event
 
 _ID = Index("_id_", (("_id", 1),), key="_id", unique=True, builtin=True)
@@ -164,7 +164,8 @@ class MongoEventStore:
             return await self._events.count_documents(
                 {"conversation_id": conversation_id, "seq": {"$gt": after_seq}, "kind": "message"})
 
-    # Projections: each is idempotent, so replaying an event after a crash changes nothing twice.
+    # Projections: each is idempotent, so replaying an event after a crash changes nothing twice,
+    # and a write whose reply was lost is simply sent again (``resending``).
     async def edit_message(self, conversation_id: str, seq: int, body: str, edited_at,
                            terms: Sequence[str] | None = None) -> None:
         # The terms are replaced with the body, in the same update: an edit never leaves the
@@ -174,29 +175,27 @@ class MongoEventStore:
             update["$set"]["terms"] = list(terms)
         else:
             update["$unset"] = {"terms": ""}
-        with mongo_errors(INDEXES):
-            await self._events.update_one(
-                {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True},
-                 "$or": [{"edited_at": {"$exists": False}}, {"edited_at": {"$lte": edited_at}}]},
-                update)
+        await resending(lambda: self._events.update_one(
+            {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True},
+             "$or": [{"edited_at": {"$exists": False}}, {"edited_at": {"$lte": edited_at}}]},
+            update), self._timeout_s, INDEXES)
 
     async def erase_message(self, conversation_id: str, seq: int) -> None:
-        with mongo_errors(INDEXES):
-            await self._events.update_one(
-                {"conversation_id": conversation_id, "seq": seq, "kind": "message"},
-                {"$set": {"deleted": True},
-                 "$unset": {"body": "", "attachments": "", "reactions": "", "terms": ""}})
-            # The edits carried the text too: a deleted message leaves no copy of its body.
-            await self._events.update_many(
-                {"conversation_id": conversation_id, "kind": "edit", "target_seq": seq},
-                {"$unset": {"body": ""}})
+        await resending(lambda: self._events.update_one(
+            {"conversation_id": conversation_id, "seq": seq, "kind": "message"},
+            {"$set": {"deleted": True},
+             "$unset": {"body": "", "attachments": "", "reactions": "", "terms": ""}}), self._timeout_s, INDEXES)
+        # The edits carried the text too: a deleted message leaves no copy of its body.
+        await resending(lambda: self._events.update_many(
+            {"conversation_id": conversation_id, "kind": "edit", "target_seq": seq},
+            {"$unset": {"body": ""}}), self._timeout_s, INDEXES)
 
     async def set_reaction(self, conversation_id: str, seq: int, user_id: str, emoji: str, on: bool) -> None:
         entry = {"emoji": emoji, "user_id": user_id}
         op = {"$addToSet": {"reactions": entry}} if on else {"$pull": {"reactions": entry}}
-        with mongo_errors(INDEXES):
-            await self._events.update_one(
-                {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True}}, op)
+        await resending(lambda: self._events.update_one(
+            {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True}}, op),
+            self._timeout_s, INDEXES)
 
     async def messages_before(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Event]:
         query: dict[str, Any] = {"conversation_id": conversation_id, "kind": "message"}

@@ -189,6 +189,19 @@ class TestMongoEventStore(EventStoreContract):
         await store.append([event(1), event(2), event(3)])
         assert seqs(await store.read_after("c1", 0, 10)) == [1, 2, 3]
 
+    async def test_projections_resent_after_a_lost_reply_apply_once(self, faulty_mongo_stores, mongo_faults):
+        store = faulty_mongo_stores.events
+        await store.append([event(1), event(2)])
+        await mongo_faults.lose_next_reply("update")
+        await store.edit_message("c1", 1, "edited", T0)
+        await mongo_faults.lose_next_reply("update")
+        await store.set_reaction("c1", 1, "u2", "👍", True)
+        await mongo_faults.lose_next_reply("update")
+        await store.erase_message("c1", 2)
+        first, second = await store.read_after("c1", 0, 10)
+        assert first["body"] == "edited" and first["reactions"] == [{"emoji": "👍", "user_id": "u2"}]
+        assert second["deleted"] is True and "body" not in second
+
     async def test_append_whose_replies_are_lost_twice_reports_unavailable_and_stores_once(
             self, faulty_mongo_stores, mongo_faults):
         # One re-send; past that the outcome is unknown to the caller, who re-sends the same
