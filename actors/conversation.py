@@ -169,13 +169,15 @@ class ConversationActor:
     def _after_messages(self, stored: list[dict]) -> None:
         env, state = self._env, self.state
         metrics.MESSAGES_ACCEPTED.inc(len(stored))
-        env.fanout(state.members, [(self.cid, ev["seq"], event_frame(ev), None) for ev in stored])
+        job = None
         if env.push is not None:
-            # One job per batch, off the send path: members without a live socket get a push.
-            job = message_job(self.cid, stored, state.members, e2ee=state.e2ee,
+            # Rides with the fan-out: each user's host enqueues it for its members who are not
+            # online, so a message everyone sees live costs no push work at all.
+            job = message_job(self.cid, stored, (), e2ee=state.e2ee,
                               title=state.title if state.kind == "group" else None)
-            if job["messages"]:
-                env.spawn(env.push.enqueue([job]), "push enqueue")
+            if not job["messages"]:
+                job = None
+        env.fanout(state.members, [(self.cid, ev["seq"], event_frame(ev), None) for ev in stored], job)
         # A sender has read what they sent: their own messages never count as unread.
         count = state.message_count - len(stored)
         for ev in stored:

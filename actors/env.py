@@ -25,7 +25,9 @@ class ActorEnv:
     # fanout(user_ids, items): hand frames to those users' live sockets, in order. An item is
     # (conversation_id, seq, frame_text, forget): seq 0 marks an ephemeral frame (typing,
     # receipt); ``forget`` names users whose sockets stop tracking the conversation (removed).
-    fanout: Callable[[Iterable[str], list[tuple[str, int, str, frozenset | None]]], None]
+    # fanout(user_ids, items, push_job): a message job (push/jobs.py) rides along; the host
+    # that owns each user enqueues it for those of its users who are not online.
+    fanout: Callable[..., None]
     # call_later(delay_s, kind, id, method, arg): post a message to a virtual actor later.
     call_later: Callable[[float, str, str, str, Any], None]
     # The push queue (push/ports.py JobQueue; only ``enqueue`` is used here), or None: push off.

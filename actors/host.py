@@ -16,6 +16,8 @@ from typing import Any
 
 import ray
 
+from push.jobs import for_recipients, skipped_online
+from push.tally import OutcomeTally
 from push.runtime import build_queue
 from raychat import logs
 from raychat.clock import SystemClock
@@ -36,6 +38,7 @@ from .session import SessionActor
 
 log = logging.getLogger("raychat.host")
 
+_PUSH_TALLY_S = 2.0         # how often a host adds its skipped_online count to the push tally
 _HEARTBEAT_S = 15.0          # an empty batch on an idle stream, so a replica notices a dead host
 _OUTBOX_CAPACITY = 100_000
 
@@ -76,6 +79,10 @@ class ActorHost:
         self._peer_wakeups: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task] = []
         self.ray_calls_out = 0
+        # Recipients left out of push jobs because they were online: counted with the push
+        # workers' outcomes (skipped_online), added to the shared tally every few seconds.
+        self.push_tally = OutcomeTally(s.redis_url, timeout_s=s.store_timeout_ms / 1000) if s.push_enabled else None
+        self.push_skipped = 0
 
     # ---- lifecycle -------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -83,6 +90,7 @@ class ActorHost:
             return
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweeper()), loop.create_task(self._presence_heartbeat()),
+                            loop.create_task(self._push_tally_flusher()),
                             loop.create_task(self.membership.follow())]
 
     @property
@@ -132,6 +140,21 @@ class ActorHost:
                             await self.presence.set_online(uid, ttl)
                 except Exception as exc:
                     log.warning("presence heartbeat failed: %r", exc)
+
+    async def _push_tally_flusher(self) -> None:
+        while True:
+            await asyncio.sleep(_PUSH_TALLY_S)
+            await self.flush_push_tally()
+
+    async def flush_push_tally(self) -> None:
+        n = self.push_skipped
+        if not n or self.push_tally is None:
+            return
+        try:
+            await self.push_tally.add({"skipped_online": n})
+            self.push_skipped -= n
+        except Exception as exc:     # kept for the next flush
+            log.warning("push tally not added: %r", exc)
 
     # ---- calls from gateways ---------------------------------------------------------
     async def call(self, kind: str, ident: str, method: str, arg: Any = None) -> dict[str, Any]:
@@ -206,7 +229,8 @@ class ActorHost:
         hosts = self.membership.hosts
         return bool(hosts) and owner(key, hosts) == self.name
 
-    def _fanout(self, users, frames: list[tuple[str, int, str, frozenset | None]]) -> None:
+    def _fanout(self, users, frames: list[tuple[str, int, str, frozenset | None]],
+                push_job: dict | None = None) -> None:
         if not frames or not self.hosts:
             return
         if not isinstance(users, (set, frozenset, list, tuple)):
@@ -216,9 +240,9 @@ class ActorHost:
                 host_metrics.FANOUT_RECIPIENTS.observe(len(users))
         for host, uids in group_by_owner("user", users, self.hosts).items():
             if host == self.name:
-                self._deliver_local([(uids, frames)])
+                self._deliver_local([(uids, frames, push_job)])
             else:
-                self._peer_queues.setdefault(host, []).append((uids, frames))
+                self._peer_queues.setdefault(host, []).append((uids, frames, push_job))
                 wake = self._peer_wakeups.get(host)
                 if wake is None:
                     wake = self._peer_wakeups[host] = asyncio.Event()
@@ -240,6 +264,8 @@ class ActorHost:
             except Exception as exc:  # the peer is restarting; its sockets resync from the store
                 self._peers.pop(host, None)
                 log.warning("delivery to %s failed: %r", host, exc)
+                # Whether its users are online is unknown here: the push worker asks presence.
+                self._enqueue_push([for_recipients(job, uids) for uids, _, job in batch if job])
 
     def _resolve(self, host: str):
         handle = ray.get_actor(host, namespace=self.settings.namespace)
@@ -250,10 +276,14 @@ class ActorHost:
         self._deliver_local(batch)
 
     def _deliver_local(self, batch) -> None:
-        for uids, frames in batch:
+        jobs = []
+        for uids, frames, push_job in batch:
             by_replica: dict[str, list[str]] = {}
+            away = []
             for uid in uids:
                 session = self.registry.peek("user", uid)
+                if session is None or not session.online:
+                    away.append(uid)
                 if session is None:
                     continue
                 for replica, sockets in session.connections.items():
@@ -263,6 +293,19 @@ class ActorHost:
                 sids = tuple(sockets)
                 for cid, seq, frame, forget in frames:
                     box.push((sids, cid, seq, frame, forget))
+            if push_job:
+                if away:
+                    jobs.append(for_recipients(push_job, away))
+                self.push_skipped += skipped_online(push_job, uids, away)
+        self._enqueue_push(jobs)
+
+    def _enqueue_push(self, jobs: list[dict]) -> None:
+        """Push jobs only for users this host sees offline (a session online here is exactly
+        presence's "online", grace included): a message to members who all have a live socket
+        costs no job, no queue round trip and no presence read. The worker still checks
+        presence for the rest (a session may have moved to another host meanwhile)."""
+        if jobs and self.env.push is not None:
+            self.env.spawn(self.env.push.enqueue(jobs), "push enqueue")
 
     def _outbox(self, replica_id: str) -> Outbox:
         box = self.outboxes.get(replica_id)

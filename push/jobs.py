@@ -43,6 +43,20 @@ def message_job(conversation_id: str, events: Sequence[Mapping[str, Any]], membe
             "title": None if e2ee else title, "messages": messages, "attempt": 0}
 
 
+def for_recipients(job: Mapping[str, Any], user_ids: Iterable[str]) -> dict:
+    """The message job for some of the conversation's members: a host enqueues one for the
+    members it owns and sees offline (the worker reads ``members`` as the candidates)."""
+    return {**job, "members": list(user_ids)}
+
+
+def skipped_online(job: Mapping[str, Any], user_ids: Iterable[str], away: Iterable[str]) -> int:
+    """How many of ``user_ids`` a job leaves out for being online: those not ``away`` and not the
+    lone sender of its messages (the count the worker's ``skipped_online`` outcome would have)."""
+    senders = {m["sender_id"] for m in job["messages"]}
+    gone = set(away)
+    return sum(1 for u in user_ids if u not in gone and senders - {u})
+
+
 def notification_for(job: Mapping[str, Any], message: Mapping[str, Any], sender_name: str | None) -> Notification:
     """What the push says. e2ee: "New message" and nothing else. Otherwise the sender's name
     (with the group's title) and the preview."""

@@ -102,6 +102,21 @@ async def test_a_member_without_a_socket_gets_a_signed_webhook(http, raychat, pr
                     "sender_id": alice.user_id}
 
 
+async def test_every_offline_member_gets_a_push_whichever_host_owns_them(http, raychat, providers_server):
+    # Each recipient's own host enqueues the job for it: members spread over both hosts.
+    alice = await register(http, "push")
+    members = [await register(http, "push") for _ in range(6)]
+    for u in members:
+        await add_webhook(http, u, providers_server)
+    cid = await create_group(http, alice, members)
+    r = await http.post(f"/v1/conversations/{cid}/messages", headers=alice.auth,
+                        json={"client_msg_id": "k1", "body": "all hands"})
+    assert r.status_code == 201, r.text
+    for u in members:
+        [seen] = await wait_for_push(providers_server, u)
+        assert json.loads(seen.body)["seq"] == r.json()["seq"]
+
+
 async def test_a_member_with_a_live_socket_gets_no_push(http, raychat, providers_server):
     alice, online, away = await register(http, "push"), await register(http, "push"), await register(http, "push")
     for u in (online, away):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from push.jobs import E2EE_TITLE, message_job, notification_for, offline, plan, preview
+from push.jobs import (E2EE_TITLE, for_recipients, message_job, notification_for, offline, plan, preview,
+                       skipped_online)
 from push.ports import Target
 
 
@@ -91,3 +92,16 @@ def test_without_collapsing_every_message_goes_to_every_device():
 def test_devices_of_online_members_are_not_planned():
     job = message_job("c1", [ev(4)], MEMBERS, e2ee=False, title=None)
     assert plan(job, ["carol"], [t("d1", "bob"), t("d3", "carol")], collapse=True)[0][1].device_id == "d3"
+
+
+def test_a_job_for_some_recipients_keeps_everything_but_the_members():
+    job = message_job("c1", [ev(4, body="lunch?")], MEMBERS, e2ee=False, title="Team")
+    mine = for_recipients(job, ["bob"])
+    assert mine == {**job, "members": ["bob"]} and job["members"] == list(MEMBERS)
+
+
+def test_skipped_online_counts_the_online_recipients_but_not_a_lone_sender():
+    job = message_job("c1", [ev(4, "alice")], MEMBERS, e2ee=False, title=None)
+    assert skipped_online(job, ["alice", "bob", "carol"], away=["carol"]) == 1
+    both = message_job("c1", [ev(4, "alice"), ev(5, "bob")], MEMBERS, e2ee=False, title=None)
+    assert skipped_online(both, ["alice", "bob", "carol"], away=["carol"]) == 2
