@@ -35,15 +35,25 @@ from .typing_state import TypingState
 log = logging.getLogger(__name__)
 
 _REPLAY_PAGE = 500
-# Groups above this size space their checkpoints out by 10 ms per member, at most 10 s. A write
-# of a 1,000-member document costs SecantusDB ~70 ms of pure-Python CPU, and every other request
-# to the store waits for the GIL meanwhile: once a second put a p99 of 190 ms on acks.
+# Groups above this size space the writes of their conversation document out by 10 ms per
+# member, at most 10 s. A write of a 1,000-member document costs SecantusDB ~70 ms of pure-Python
+# CPU, and every other request to the store waits for the GIL meanwhile: once a second put a p99
+# of 190 ms on acks.
 CHECKPOINT_SPACING_FROM = 100
+# Smaller ones write it (their list position) at most once a second; the progress document,
+# which carries counts, last message and cursors, is written at every flush.
+LISTING_GAP_S = 1.0
 
 
 def checkpoint_gap_s(members: int) -> float:
-    """Seconds a conversation of ``members`` waits between two writes of its document."""
+    """Seconds a conversation of ``members`` waits between two writes of its document, beyond
+    the one-second listing gap."""
     return 0.0 if members <= CHECKPOINT_SPACING_FROM else min(10.0, members / 100)
+
+
+def listing_gap_s(members: int) -> float:
+    """Seconds between two writes of a conversation's document (its list position)."""
+    return max(LISTING_GAP_S, checkpoint_gap_s(members))
 
 
 TYPING_TTL_S = 5.0
@@ -52,7 +62,7 @@ TYPING_TTL_S = 5.0
 class ConversationActor:
     batchable: ClassVar[frozenset[str]] = frozenset({"send"})
     __slots__ = ("cid", "_env", "state", "_stale", "_cursors", "_reads", "_progress", "_flusher", "_typing",
-                 "_saved_meta")
+                 "_saved_meta", "_listed_at", "_unlisted", "_wake", "_hurry")
 
     def __init__(self, cid: str, env: ActorEnv):
         self.cid = cid
@@ -65,6 +75,11 @@ class ConversationActor:
         self._flusher: asyncio.Task | None = None
         self._typing: TypingState | None = None
         self._saved_meta: int | None = None     # digest of the roster and title last checkpointed
+        self._listed_at: float | None = None    # loop time of the last full checkpoint (None: due now)
+        # A checkpoint newer than the document's: the newest message not in it yet, or True.
+        self._unlisted: dict | bool | None = None
+        self._wake: asyncio.Event | None = None  # set to end the flusher's wait for the listing gap
+        self._hurry = False                      # passivating: write the document without waiting
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def on_activate(self) -> None:
@@ -104,8 +119,12 @@ class ConversationActor:
 
     async def on_passivate(self, reason: PassivationReason) -> None:
         if self._flusher is not None:
+            self._hurry = True                   # the document's write is due now
+            if self._wake is not None:
+                self._wake.set()
             await self._flusher
-        await self._flush()
+        await self._flush(full=True)
+        self._hurry = False
         self.state = None
         self._cursors = None
 
@@ -289,7 +308,9 @@ class ConversationActor:
             await events.set_reaction(self.cid, ev["target_seq"], ev["sender_id"], ev["emoji"], ev["on"])
 
     async def _save_progress(self, state: ConversationState, last_message: dict | None,
-                             reads: dict[str, tuple[int, int]] | None = None) -> None:
+                             reads: dict[str, tuple[int, int]] | None = None, *, full: bool | None = None) -> None:
+        """Checkpoint into the progress document, and (``full``; by default when the listing gap
+        has passed) into the conversation document, which sets the list position."""
         r = state.roster
         progress: dict[str, Any] = {
             "state_seq": state.last_seq, "last_seq": state.last_seq, "message_count": state.message_count,
@@ -297,12 +318,23 @@ class ConversationActor:
             "last_activity_at": last_message["created_at"] if last_message else None,
         }
         # The roster and title are written only when they changed since this actor's last
-        # checkpoint: a message does not rewrite a 1,000-member array.
+        # checkpoint: a message does not rewrite a 1,000-member array. They go in full.
         meta = hash((frozenset(r.members), frozenset(r.roles.items()), state.title))
         if meta != self._saved_meta:
             progress.update(members=r.members, roles=dict(r.roles), title=state.title)
-        await self._env.conversations.save_progress(self.cid, progress, reads)
+            full = True
+        now = asyncio.get_running_loop().time()
+        if full is None:
+            full = self._hurry or self._listed_at is None or now - self._listed_at >= listing_gap_s(len(r.members))
+        if full and last_message is None and isinstance(self._unlisted, dict):
+            # The trailing write of a burst: the newest message the document lacks.
+            progress.update(last_message=_summary(self._unlisted), last_activity_at=self._unlisted["created_at"])
+        await self._env.conversations.save_progress(self.cid, progress, reads, full=full)
         self._saved_meta = meta
+        if full:
+            self._listed_at, self._unlisted = now, None
+        else:
+            self._unlisted = last_message or self._unlisted or True
 
     # ---- changes to messages ---------------------------------------------------------------
     async def _target(self, seq: int) -> dict:
@@ -414,28 +446,48 @@ class ConversationActor:
     def _schedule_flush(self) -> None:
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        elif self._wake is not None:
+            self._wake.set()                     # new progress: no waiting for the listing gap
 
     async def _flush_loop(self) -> None:
         """Whatever piles up while one write is in flight goes in the next one: under load a
         conversation writes one checkpoint (with its cursors) per store round trip, not one
-        per message. A big group also waits between writes: each write of the conversation
-        document re-indexes every member (SecantusDB rewrites all of a document's index
-        entries), so a 1,000-member group checkpoints at most about once a second. Activation
-        replays what a checkpoint missed; list views see the newest activity that late."""
+        per message. Those go to the progress document; the conversation document (the list
+        position) is written at most once per ``listing_gap_s``, because each of its writes
+        re-indexes every member (SecantusDB rewrites all of a document's index entries). The
+        last checkpoint of a burst reaches it once the gap has passed. Activation replays what
+        a checkpoint missed; list positions lag by at most the gap."""
+        loop = asyncio.get_running_loop()
         try:
-            while self._progress is not None or self._reads:
-                await self._flush()
-                if self.state is not None and (gap := checkpoint_gap_s(len(self.state.members))):
-                    await asyncio.sleep(gap)
+            while self.state is not None:
+                if self._progress is not None or self._reads:
+                    await self._flush()
+                    continue
+                if self._unlisted is None:
+                    break
+                if self._listed_at is not None and not self._hurry:
+                    wait = self._listed_at + listing_gap_s(len(self.state.members)) - loop.time()
+                    if wait > 0:
+                        self._wake = asyncio.Event()
+                        try:
+                            await asyncio.wait_for(self._wake.wait(), wait)
+                        except asyncio.TimeoutError:
+                            pass
+                        finally:
+                            self._wake = None
+                        continue
+                await self._flush(full=True)
         finally:
             self._flusher = None
 
-    async def _flush(self) -> None:
+    async def _flush(self, full: bool | None = None) -> None:
+        """Write what is pending; ``full`` also writes the conversation document (passivation,
+        and the end of a listing gap), even with no new progress."""
         progress, self._progress = self._progress, None
         reads, self._reads = self._reads, None
         try:
-            if progress is not None and self.state is not None:
-                await self._save_progress(self.state, progress, reads)
+            if self.state is not None and (progress is not None or (full and self._unlisted is not None)):
+                await self._save_progress(self.state, progress, reads, full=full)
             elif reads:
                 await self._env.conversations.set_reads(self.cid, reads)
         except StoreError as exc:

@@ -35,6 +35,7 @@ from jobs import cli
 from jobs.files import GROUP, LINE, LinesDatasink, Location, destination, location
 from jobs.mongo_source import MongoDatasource, MongoTarget, read_mongo
 from raychat.clock import iso
+from storage.mongo_conversations import merged
 from storage.ports import PROFILE_FIELDS
 
 LINES = pa.schema([(GROUP, pa.string()), (LINE, pa.string())])
@@ -53,7 +54,10 @@ def message_rows(doc: Mapping[str, Any]) -> Iterable[dict[str, str]]:
     return (line("messages", event_to_wire(doc)),)
 
 
-def conversation_rows(doc: Mapping[str, Any], user_id: str) -> Iterable[dict[str, str]]:
+def conversation_rows(doc: Mapping[str, Any], user_id: str,
+                      progress: Mapping[str, Mapping[str, Any]] | None = None) -> Iterable[dict[str, str]]:
+    # The newest counts and the user's cursor are in the progress document (see storage/mongo_conversations.py).
+    doc = merged(dict(doc), (progress or {}).get(doc["_id"]))
     out = {"conversation_id": doc["_id"], **{k: doc[k] for k in CONVERSATION if k in doc}}
     read = (doc.get("reads") or {}).get(user_id)
     out["read"] = {"seq": read.get("seq", 0), "count": read.get("count", 0)} if isinstance(read, dict) else None
@@ -69,15 +73,19 @@ def run(target: MongoTarget, out: Location, user_id: str) -> dict[str, Any]:
 
     with target.database() as db:
         user = db["users"].find_one({"_id": user_id})
-    if user is None:
-        raise cli.JobError(f"no such user {user_id!r}; nothing written")
+        if user is None:
+            raise cli.JobError(f"no such user {user_id!r}; nothing written")
+        ids = [d["_id"] for d in db["conversations"].find({"members": user_id}, {"_id": 1})]
+        # Only what the export shows of each: the counts and this user's own cursor.
+        progress = {p["_id"]: p for p in db["conversation_progress"].find(
+            {"_id": {"$in": ids}}, {"state_seq": 1, "last_seq": 1, "message_count": 1, f"reads.{user_id}": 1})}
     home = out.join(user_id)
     profile = line("profile", {"user_id": user_id, **{k: user[k] for k in PROFILE if k in user}})
     parts = [
         ray.data.from_items([profile]),
         read_mongo(MongoDatasource(target, "events", message_rows, LINES,
                                    query={"sender_id": user_id, "kind": "message"})),
-        read_mongo(MongoDatasource(target, "conversations", partial(conversation_rows, user_id=user_id), LINES,
+        read_mongo(MongoDatasource(target, "conversations", partial(conversation_rows, user_id=user_id, progress=progress), LINES,
                                    query={"members": user_id})),
         read_mongo(MongoDatasource(target, "media", media_rows, LINES, query={"owner_id": user_id})),
     ]

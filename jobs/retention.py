@@ -147,7 +147,7 @@ def media_batch(batch: pa.Table, *, target: MongoTarget, settings: dict[str, Any
 def events_batch(batch: pa.Table, *, target: MongoTarget) -> dict[str, list]:
     deleted = emptied_count = 0
     with target.database() as db:
-        events, conversations = db["events"], db["conversations"]
+        events, conversations, progress = db["events"], db["conversations"], db["conversation_progress"]
         for p in map(as_plan, batch.to_pylist()):
             lo = 0
             while lo < p.upto_seq:
@@ -158,10 +158,12 @@ def events_batch(batch: pa.Table, *, target: MongoTarget) -> dict[str, list]:
                 emptied_count += events.update_one(p.newest_filter(), emptied(p)).modified_count
             # The conversation list shows the last message's first 200 characters: an expired one
             # goes too. Conditional, so a newer summary written meanwhile stays.
-            conversations.update_one(
-                {"_id": p.conversation_id, "last_message.created_at": {"$lt": p.cutoff},
-                 "last_message.seq": {"$lte": p.newest_seq if p.empty_newest else p.upto_seq}},
-                {"$set": {"last_message": None}})
+            # Both documents hold a summary (storage/mongo_conversations.py says why).
+            for summaries in (conversations, progress):
+                summaries.update_one(
+                    {"_id": p.conversation_id, "last_message.created_at": {"$lt": p.cutoff},
+                     "last_message.seq": {"$lte": p.newest_seq if p.empty_newest else p.upto_seq}},
+                    {"$set": {"last_message": None}})
     return {"deleted": [deleted], "emptied": [emptied_count]}
 
 

@@ -59,7 +59,8 @@ class MongoStores:
         db = self._client.get_database(db_name, write_concern=concern)
         hot = self._hot.get_database(db_name, write_concern=concern)
         self.events = MongoEventStore(hot["events"], timeout_ms / 1000)
-        self.conversations = MongoConversationStore(db["conversations"], hot["conversations"], timeout_ms / 1000)
+        self.conversations = MongoConversationStore(db["conversations"], hot["conversations"], timeout_ms / 1000,
+                                                    progress=hot["conversation_progress"])
         self.users = MongoUserStore(db["users"])
         self.blocks = MongoBlockStore(db["blocks"])
         self.keys = MongoKeyStore(db["key_bundles"], db["one_time_prekeys"])

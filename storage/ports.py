@@ -124,13 +124,18 @@ class ConversationStore(Protocol):
         order — or, without before_id, active strictly before ``before``. One query."""
 
     async def save_progress(self, conversation_id: str, progress: dict[str, Any],
-                            reads: dict[str, tuple[int, int]] | None = None) -> None:
+                            reads: dict[str, tuple[int, int]] | None = None, *, full: bool = True) -> None:
         """Checkpoint the conversation actor's projection: ``progress`` has state_seq (required),
         and any of last_seq, message_count, members, roles, title, last_message and
         last_activity_at (keys left out are left alone). Applied only if state_seq is above the
         stored one (so a late save never undoes a newer one); last_activity_at never moves back.
         None values (but title) are left alone. ``reads`` raises read cursors as ``set_reads``
-        does, in the same write when the checkpoint applies, and in any case."""
+        does, in the same write when the checkpoint applies, and in any case.
+
+        Without ``full``, ``get`` and ``list_for_user`` return the new checkpoint but the list
+        position (``last_activity_at``, the order of ``list_for_user``) stays where the last full
+        save put it; a save with members, roles or title is always full. Lets a store keep the
+        write every message causes off whatever indexes the list by member."""
 
     async def ids_for_member(self, user_id: str, limit: int) -> list[str]:
         """The ids of up to ``limit`` conversations with ``user_id`` among members, most recently

@@ -1,8 +1,9 @@
-"""How a conversation actor checkpoints into its document, on the real store.
+"""How a conversation actor checkpoints, on the real store.
 
 Every write of a conversation document re-indexes its members array (SecantusDB rewrites all of a
 document's index entries), so a message must not rewrite the roster, cursors ride in the same
-write, and a big group spaces its writes out.
+write, and the document (the list position) is written at most once per listing gap; every flush
+goes to the progress document.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from actors.conversation import ConversationActor, checkpoint_gap_s
+from actors.conversation import ConversationActor, checkpoint_gap_s, listing_gap_s
+from actors.registry import PassivationReason
 from actors.conversation_state import SendCommand
 from bench.actor_mem import build_env
 from raychat.clock import FakeClock
@@ -24,14 +26,16 @@ class Recording:
     def __init__(self, inner):
         self._inner = inner
         self.saves: list[tuple[dict, dict | None]] = []
+        self.full: list[bool] = []
         self.cursor_writes = 0
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    async def save_progress(self, cid, progress, reads=None):
+    async def save_progress(self, cid, progress, reads=None, *, full=True):
         self.saves.append((dict(progress), dict(reads) if reads else None))
-        await self._inner.save_progress(cid, progress, reads)
+        self.full.append(full)
+        await self._inner.save_progress(cid, progress, reads, full=full)
 
     async def set_reads(self, cid, reads):
         self.cursor_writes += 1
@@ -63,6 +67,12 @@ def test_checkpoint_gap_grows_with_the_group_and_is_capped():
     assert checkpoint_gap_s(101) == pytest.approx(1.01)
     assert checkpoint_gap_s(500) == pytest.approx(5.0)
     assert checkpoint_gap_s(100_000) == 10.0
+    assert listing_gap_s(2) == listing_gap_s(100) == 1.0 and listing_gap_s(500) == pytest.approx(5.0)
+
+
+async def listed(mongo_stores) -> dict:
+    """The conversation document alone, as the list reads its position."""
+    return await mongo_stores.conversations._conversations.find_one({"_id": "c1"})
 
 
 async def test_a_message_does_not_rewrite_the_roster(mongo_stores, presence):
@@ -91,13 +101,33 @@ async def test_a_roster_change_is_checkpointed(mongo_stores, presence):
     assert (await mongo_stores.conversations.get("c1"))["title"] == "renamed"
 
 
-async def test_a_big_group_coalesces_checkpoints(mongo_stores, presence):
+async def test_a_burst_writes_the_list_position_at_most_once_per_gap_and_ends_in_it(mongo_stores, presence):
     actor, rec, users = await make_actor(mongo_stores, presence, 120)     # 1.2 s between writes
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     for n in range(10):
         await actor.handle_batch("send", [SendCommand(sender_id=users[n], client_msg_id=f"m{n}", body="hi")])
         await asyncio.sleep(0.01)
+    fresh = await mongo_stores.conversations.get("c1")       # the numbers are current at once...
+    assert fresh["message_count"] >= 9
     await settle(actor)
-    assert 1 <= len(rec.saves) <= 3                      # ten messages, not ten writes
-    doc = await mongo_stores.conversations.get("c1")
+    assert rec.full.count(True) == 2                          # ...the document: the first message, then the last
+    assert loop.time() - start >= listing_gap_s(120) - 0.05
+    doc = await listed(mongo_stores)
     assert doc["last_seq"] == 10 and doc["message_count"] == 10
-    assert all(doc["reads"][users[n]]["seq"] == n + 1 for n in range(10))
+    assert doc["last_message"]["seq"] == 10
+    got = await mongo_stores.conversations.get("c1")
+    assert got["last_seq"] == 10 and got["message_count"] == 10
+    assert all(got["reads"][users[n]]["seq"] == n + 1 for n in range(10))
+
+
+async def test_passivation_writes_the_list_position_without_waiting_for_the_gap(mongo_stores, presence):
+    actor, rec, users = await make_actor(mongo_stores, presence, 120)
+    for n in range(3):
+        await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id=f"m{n}", body="hi")])
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await actor.on_passivate(PassivationReason.IDLE)
+    assert loop.time() - start < 1.0
+    doc = await listed(mongo_stores)
+    assert doc["last_seq"] == 3 and doc["last_message"]["seq"] == 3

@@ -107,10 +107,11 @@ def test_retention_deletes_what_expired_and_keeps_what_the_rules_keep(jobs_ray, 
     # m2 and m3 are also on surviving messages (m3 in another conversation), m4 and m6 recent.
     assert media_left(job_env) == {"m1": (False, False), "m2": (True, True), "m3": (True, True),
                                    "m4": (True, True), "m5": (False, False), "m6": (True, True)}
-    with MongoClient(job_env.mongo_uri) as client:
-        conversations = {c["_id"]: c for c in client[job_env.db]["conversations"].find()}
-    assert conversations["c_quiet"]["last_message"] is None             # its text expired
-    assert conversations["c_team"]["last_message"]["body"]                # recent: kept
+    for collection in ("conversations", "conversation_progress"):      # both hold a summary
+        with MongoClient(job_env.mongo_uri) as client:
+            conversations = {c["_id"]: c for c in client[job_env.db][collection].find()}
+        assert conversations["c_quiet"]["last_message"] is None             # its text expired
+        assert conversations["c_team"]["last_message"]["body"]                # recent: kept
 
     # carol was removed on day 5 and added back on day 1: she still sees nothing of what
     # happened while she was out, and nothing that was deleted.

@@ -125,6 +125,32 @@ class ConversationStoreContract:
         await conversations.save_progress("old", {"state_seq": 1, "last_activity_at": T0 + timedelta(minutes=2)})
         assert ids(await conversations.list_for_user("alice", None, 10)) == ["old", "new"]
 
+    async def test_a_save_not_in_full_is_read_back_but_leaves_the_list_position(self, conversations):
+        await conversations.create(conversation("old", at=T0))
+        await conversations.create(conversation("new", at=T0 + timedelta(minutes=1)))
+        await conversations.save_progress("old", {
+            "state_seq": 3, "last_seq": 3, "message_count": 3, "last_message": {"seq": 3, "body": "hey"},
+            "last_activity_at": T0 + timedelta(minutes=2)}, reads={"alice": (3, 3)}, full=False)
+        got = await conversations.get("old")
+        assert (got["state_seq"], got["last_seq"], got["message_count"]) == (3, 3, 3)
+        assert got["last_message"]["body"] == "hey" and got["reads"] == {"alice": {"seq": 3, "count": 3}}
+        assert got["last_activity_at"] == T0                       # the list position did not move...
+        listed = await conversations.list_for_user("alice", None, 10)
+        assert ids(listed) == ["new", "old"]
+        assert listed[1]["message_count"] == 3 and listed[1]["reads"]["alice"]["seq"] == 3   # ...its numbers did
+        await conversations.save_progress("old", {"state_seq": 4, "last_seq": 4, "message_count": 4,
+                                                  "last_activity_at": T0 + timedelta(minutes=3)})
+        assert ids(await conversations.list_for_user("alice", None, 10)) == ["old", "new"]
+        assert (await conversations.get("old"))["message_count"] == 4
+
+    async def test_a_full_save_older_than_a_partial_one_does_not_undo_it(self, conversations):
+        await conversations.create(conversation("c1"))
+        await conversations.save_progress("c1", {"state_seq": 6, "last_seq": 6, "message_count": 6}, full=False)
+        await conversations.save_progress("c1", {"state_seq": 5, "last_seq": 5, "message_count": 5,
+                                                 "last_activity_at": T0 + timedelta(minutes=1)})
+        got = await conversations.get("c1")
+        assert (got["state_seq"], got["message_count"]) == (6, 6)
+
     async def test_save_progress_applies_to_a_conversation_without_a_checkpoint(self, conversations):
         conv = conversation("c1")
         del conv["state_seq"]
@@ -191,6 +217,34 @@ class TestMongoConversationStore(ConversationStoreContract):
     def conversations(self, mongo_stores):
         return mongo_stores.conversations
 
+    async def test_a_save_not_in_full_does_not_write_the_conversation_document(self, conversations, mongo_stores):
+        # The point of the split: the document indexed by member is not rewritten per message.
+        await conversations.create(conversation("c1"))
+        raw = mongo_stores.conversations._conversations
+        before = await raw.find_one({"_id": "c1"})
+        await conversations.save_progress("c1", {"state_seq": 2, "last_seq": 2, "message_count": 2,
+                                                 "last_activity_at": T0 + timedelta(minutes=1)},
+                                          reads={"bob": (2, 2)}, full=False)
+        await conversations.set_reads("c1", {"alice": (2, 2)})
+        assert await raw.find_one({"_id": "c1"}) == before
+
+    async def test_cursors_and_checkpoints_of_an_older_deployment_merge_with_the_new_ones(
+            self, conversations, mongo_stores):
+        # Before the split, the checkpoint and cursors lived in the conversation document.
+        await conversations.create(conversation("c1"))
+        raw = mongo_stores.conversations._conversations
+        await raw.update_one({"_id": "c1"}, {"$set": {"state_seq": 7, "last_seq": 7, "message_count": 7,
+                                                      "reads": {"alice": {"seq": 7, "count": 7},
+                                                                "bob": {"seq": 2, "count": 2}}}})
+        got = await conversations.get("c1")
+        assert (got["state_seq"], got["message_count"]) == (7, 7)
+        await conversations.set_reads("c1", {"bob": (5, 5)})
+        got = await conversations.get("c1")
+        assert got["reads"] == {"alice": {"seq": 7, "count": 7}, "bob": {"seq": 5, "count": 5}}
+        assert got["state_seq"] == 7                  # a cursor-only progress document is no checkpoint
+        await conversations.save_progress("c1", {"state_seq": 8, "last_seq": 8, "message_count": 8}, full=False)
+        assert (await conversations.get("c1"))["message_count"] == 8
+
     async def test_a_checkpoint_resent_after_a_lost_reply_lands_once(self, faulty_mongo_stores, mongo_faults):
         store = faulty_mongo_stores.conversations
         await store.create(conversation("c1"))
@@ -211,12 +265,23 @@ class TestMongoConversationStore(ConversationStoreContract):
             self, faulty_mongo_stores, mongo_faults):
         # One re-send, as the driver's retryable writes: after that the outcome is the caller's
         # to find out (the conversation actor reloads before its next write).
+        # The progress document's re-send finds its own upsert (a duplicate _id: a checkpoint at
+        # least as new is stored), so its outcome is known; the conversation document's is not.
         store = faulty_mongo_stores.conversations
         await store.create(conversation("c1"))
-        await mongo_faults.lose_next_reply("update", times=2)
+        await mongo_faults.lose_next_reply("update", times=4)
         with pytest.raises(StoreUnavailable):
             await store.save_progress("c1", {"state_seq": 4, "last_seq": 4})
         assert (await store.get("c1"))["state_seq"] == 4      # applied: only the reply was lost
+
+    async def test_a_progress_write_whose_replies_are_lost_twice_is_known_to_have_landed(
+            self, faulty_mongo_stores, mongo_faults):
+        store = faulty_mongo_stores.conversations
+        await store.create(conversation("c1"))
+        await mongo_faults.lose_next_reply("update", times=2)
+        await store.save_progress("c1", {"state_seq": 4, "last_seq": 4, "message_count": 4}, full=False)
+        got = await store.get("c1")
+        assert (got["state_seq"], got["message_count"]) == (4, 4)
 
     async def test_create_resent_after_a_lost_reply_still_reports_created(self, faulty_mongo_stores, mongo_faults):
         store = faulty_mongo_stores.conversations
