@@ -95,3 +95,34 @@ async def test_the_skipped_count_joins_the_workers_outcomes_in_the_tally(host, r
         assert await host.push_tally.read() == {"skipped_online": 1}
     finally:
         await host.push_tally.close()
+
+
+class DeadPeer:
+    """A peer host whose deliver call fails, as one that is restarting."""
+
+    class deliver:
+        @staticmethod
+        def remote(batch):
+            async def fail():
+                raise ConnectionError("peer restarting")
+            return fail()
+
+
+async def test_a_failed_delivery_to_a_peer_still_enqueues_the_job_for_all_its_users(host):
+    # Whether the peer's users are online is unknown: the worker asks presence.
+    host._peers["h2"] = DeadPeer()
+    wake = asyncio.Event()
+    host._peer_queues["h2"] = [(["erin", "frank"], [("c1", 4, "{}", None)], job()),
+                               (["gus"], [("c1", 0, "{}", None)], None)]
+    wake.set()
+    sender = asyncio.get_running_loop().create_task(host._peer_sender("h2", wake))
+    try:
+        for _ in range(100):
+            if host.env.push.jobs:
+                break
+            await asyncio.sleep(0.01)
+        [sent] = await settled(host)
+        assert sent["members"] == ["erin", "frank"] and sent["id"] == "c1:4"
+        assert "h2" not in host._peers          # resolved afresh next time
+    finally:
+        sender.cancel()
