@@ -2,9 +2,10 @@
 
 Calls from gateways arrive as ``call(kind, id, method, arg)`` and answer with
 plain values (``{"ok": …}`` or ``{"err": {code, message}}``) so no traceback
-crosses a process. Fan-out leaves through one ordered sender per peer host and
-reaches each gateway replica through ``stream(replica_id)``, an async generator
-the replica iterates: per event, O(hosts + replicas) Ray calls, never O(members).
+crosses a process. Fan-out leaves through one ordered sender per peer host (a Ray
+call) and reaches each gateway replica through one TCP connection per replica (the
+fan-out stream, actors/fanout_wire.py; ``fanout_endpoint`` says where): per event,
+O(hosts) Ray calls and O(hosts + replicas) writes, never O(members).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from typing import Any
 
 import ray
@@ -28,6 +30,7 @@ from storage.redis_store import RedisPresence
 
 from .conversation import ConversationActor
 from .env import ActorEnv
+from . import fanout_wire as wire
 from . import metrics as host_metrics
 from .follower import MembershipFollower
 from .membership import View
@@ -41,6 +44,7 @@ log = logging.getLogger("raychat.host")
 _PUSH_TALLY_S = 2.0         # how often a host adds its skipped_online count to the push tally
 _HEARTBEAT_S = 15.0          # an empty batch on an idle stream, so a replica notices a dead host
 _OUTBOX_CAPACITY = 100_000
+_HELLO_S = 5.0               # a fan-out connection that sends no hello this long is closed
 
 
 def _log_context(kind: str, ident: str) -> None:
@@ -74,6 +78,10 @@ class ActorHost:
         # The hosts that own keys now (from the directory): fan-out grouping and ownership.
         self.membership = MembershipFollower(name, s.namespace, self.registry)
         self.outboxes: dict[str, Outbox] = {}
+        # The fan-out listener (fanout_endpoint): on this node's address, opened by the token.
+        self._listener: asyncio.base_events.Server | None = None
+        self._address = ray.util.get_node_ip_address()
+        self._token = secrets.token_urlsafe(32)
         self._peers: dict[str, Any] = {}
         self._peer_queues: dict[str, list] = {}
         self._peer_wakeups: dict[str, asyncio.Event] = {}
@@ -313,23 +321,47 @@ class ActorHost:
             box = self.outboxes[replica_id] = Outbox(_OUTBOX_CAPACITY)
         return box
 
-    async def stream(self, replica_id: str):
-        """Yield batches of (socket_ids, cid, seq, frame, forget) for one gateway replica, forever."""
+    async def fanout_endpoint(self) -> dict[str, Any]:
+        """Where a gateway replica connects for its fan-out stream (actors/fanout_wire.py), and
+        the token that proves it asked Ray: the listener starts on the first ask."""
         self._ensure_started()
+        if self._listener is None:
+            self._listener = await asyncio.start_server(self._serve_replica, self._address, 0)
+        return {"host": self._address, "port": self._listener.sockets[0].getsockname()[1],
+                "token": self._token}
+
+    async def _serve_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Write batches of (socket_ids, cid, seq, frame, forget) to one gateway replica, forever."""
+        try:
+            replica_id = await asyncio.wait_for(wire.read_hello(reader, self._token), _HELLO_S)
+        except (wire.WireError, OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            log.warning("fan-out connection refused: %r", exc)
+            writer.close()
+            return
         box = self._outbox(replica_id)
         box.generation += 1
         mine = box.generation
+        # The replica never writes after its hello: a read that ends means it is gone, even while
+        # nothing is sent to it (its sessions are dropped at once, not at the next heartbeat).
+        gone = asyncio.get_running_loop().create_task(reader.read(1))
+        gone.add_done_callback(lambda _: box.wakeup.set())
         try:
-            yield []   # tells the subscriber it is attached
-            while True:
+            writer.write(wire.batch([]))     # tells the subscriber it is attached
+            while not gone.done() and box.generation == mine:
                 if not box.items:
                     try:
                         await asyncio.wait_for(box.wakeup.wait(), _HEARTBEAT_S)
                     except asyncio.TimeoutError:
-                        yield []
-                        continue
-                yield box.take()
+                        writer.write(wire.batch([]))
+                        await writer.drain()
+                    continue
+                writer.write(wire.batch(box.take(wire.BATCH_ITEMS)))
+                await writer.drain()
+        except (OSError, ConnectionError) as exc:
+            log.info("fan-out stream to %s ended: %r", replica_id, exc)
         finally:
+            gone.cancel()
+            writer.close()
             if box.generation == mine:   # not re-subscribed meanwhile: the replica is gone
                 self.outboxes.pop(replica_id, None)
                 for session in self.registry.actors("user"):

@@ -30,7 +30,11 @@ class Outbox:
             self.dropped += cut
         self.wakeup.set()
 
-    def take(self) -> list[Item]:
+    def take(self, limit: int | None = None) -> list[Item]:
+        """The oldest ``limit`` items (all by default), removed from the box."""
+        if limit is not None and len(self.items) > limit:
+            items, self.items = self.items[:limit], self.items[limit:]
+            return items
         items, self.items = self.items, []
         self.wakeup.clear()
         return items

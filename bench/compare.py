@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import psutil
 
-from storage.embedded import EmbeddedServer, free_port, start_mongo, start_redis
+from storage.embedded import EmbeddedServer, free_listen_port, start_mongo, start_redis
 
 from .load_wire import Member, make_wire
 
@@ -111,7 +111,7 @@ def start_target(name: str, work: Path, extra_env: dict[str, str] | None = None)
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / f"{name}.log"
     log = open(log_path, "ab")
-    port = free_port()
+    port = free_listen_port()
     env = dict(os.environ)
     stores: list[EmbeddedServer] = []
     try:

@@ -406,7 +406,7 @@ def run(mongo_uri: str, redis_url: str, data_dir: Path, *, users: int, group_siz
     from actors.directory import current_view
     from raychat.config import Settings
     from serve_app import build_app
-    from storage.embedded import free_port
+    from storage.embedded import free_listen_port
 
     namespace = f"raychat-bench-{os.getpid()}"
     settings = Settings(mongodb_uri=mongo_uri, redis_url=redis_url, mongodb_db=f"bench_e2e_{os.getpid()}",
@@ -416,7 +416,7 @@ def run(mongo_uri: str, redis_url: str, data_dir: Path, *, users: int, group_siz
                         # (they are still checked on every message, so their cost is measured).
                         registrations_per_ip=1_000_000, login_attempts_per_ip=1_000_000,
                         message_burst=1_000_000, messages_per_s=1_000_000.0)
-    port = free_port()
+    port = free_listen_port()
     out: dict[str, Any] = {"hosts": settings.hosts, "gateway_replicas": settings.gateway_replicas,
                            "worker_niceness": "Ray default (15)" if worker_niceness is None else worker_niceness}
     t = time.perf_counter()

@@ -1,7 +1,8 @@
 """A gateway replica's connections and the event streams that feed them.
 
-The replica consumes ``stream(replica_id)`` of every host in the membership view, and
-follows the view: it subscribes to a host that joins and stops consuming one that leaves.
+The replica consumes the fan-out stream of every host in the membership view (a TCP
+connection to the host, actors/fanout_wire.py), and follows the view: it subscribes to a host
+that joins and stops consuming one that leaves.
 Two things can make the fan-out miss events, and both end the same way:
 
 - a stream breaks because its host died: once the host is back, the replica registers
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import uuid
 
+from actors import fanout_wire as wire
 from actors.events import created_at_of
 from actors.placement import owner
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 # After a view change, every host has learnt it within about a watch round trip; the
 # second resync covers fan-out sent meanwhile through the old view.
 SETTLE_S = 2.0
+# Three of the host's 15 s heartbeats missed: its node is gone without closing the connection.
+STREAM_SILENCE_S = 45.0
 
 
 class Hub:
@@ -114,11 +118,16 @@ class Hub:
         delay = 0.1
         broken = False
         while True:
+            writer = None
             try:
                 handle = await self.router.handle(host)
-                gen = handle.stream.remote(self.replica_id)
-                async for ref in gen:
-                    batch = await ref
+                where = await handle.fanout_endpoint.remote()
+                reader, writer = await asyncio.open_connection(where["host"], where["port"])
+                writer.write(wire.hello(self.replica_id, where["token"]))
+                while True:
+                    # The host writes at least a heartbeat every 15 s: silence means it is gone
+                    # with its node (a process that dies closes the socket, and this read ends).
+                    batch = await asyncio.wait_for(wire.read_batch(reader), STREAM_SILENCE_S)
                     if not self.attached.get(host):
                         self.attached[host] = True
                         delay = 0.1
@@ -135,6 +144,9 @@ class Hub:
             except Exception as exc:
                 log.warning("stream from %s broke: %r; resubscribing", host, exc)
                 await self.router.refresh(host)
+            finally:
+                if writer is not None:
+                    writer.close()
             self.attached[host] = False
             broken = True
             await asyncio.sleep(delay)

@@ -158,14 +158,14 @@ class Launcher:
         if settings.ingress == "haproxy" and settings.tls_cert:
             log.info("TLS is on: Serve's proxy terminates it, so it stays the front door")
             return {}
-        from storage.embedded import free_port
+        from storage.embedded import free_listen_port
 
         # HAProxy's stats and metrics listeners and Serve's fallback proxy default to fixed ports
         # (8404, 9101, 8500): free ones, unless
         # the operator chose, so a second raychat (or a test cluster) on this machine can start.
-        ports = {name: None if f"RAY_SERVE_HAPROXY_{name.upper()}_PORT" in os.environ else free_port()
+        ports = {name: None if f"RAY_SERVE_HAPROXY_{name.upper()}_PORT" in os.environ else free_listen_port()
                  for name in ("stats", "metrics")}
-        ports["fallback"] = None if "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in os.environ else free_port()
+        ports["fallback"] = None if "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in os.environ else free_listen_port()
         window = None if "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" in os.environ else free_port_window()
         ingress, env = serve_env(settings.ingress, stats_port=ports["stats"], metrics_port=ports["metrics"],
                                  replica_ports=window, fallback_port=ports["fallback"])

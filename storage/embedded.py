@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,6 +46,31 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768          # Linux's default
+
+
+def free_listen_port(lo: int = 20_000, hi: int = 30_000, host: str = "0.0.0.0") -> int:
+    """A free port for a server that binds it later, from below the kernel's ephemeral range.
+
+    A port from ``free_port`` is in that range, so between the check and the bind the kernel
+    may hand it to anyone's outgoing connection or ``bind(0)`` (a host's fan-out listener, a
+    pymongo socket): HAProxy then fails to start with "Address already in use". Below the
+    range only an explicit bind can take it."""
+    hi = min(hi, _ephemeral_low())
+    for port in random.sample(range(lo, hi), hi - lo):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {lo} and {hi}")
 
 
 @dataclass(eq=False)

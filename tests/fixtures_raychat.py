@@ -11,7 +11,7 @@ import os
 import httpx
 import pytest
 
-from storage.embedded import free_port
+from storage.embedded import free_listen_port
 
 # The session gateway serves the whole suite, which registers hundreds of users from 127.0.0.1 and
 # sends bursts of hundreds of messages: its per-IP and per-user limits are out of the way. The
@@ -33,7 +33,7 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3
     from tests.fixtures_push import WEBHOOK_SECRET as PUSH_WEBHOOK_SECRET
 
     data_dir = tmp_path_factory.mktemp("raychat")
-    port = free_port()
+    port = free_listen_port()
     settings = Settings(mongodb_uri=mongo_server.uri, redis_url=redis_server.uri,
                         mongodb_db=f"e2e_{os.getpid()}", jwt_secret="e2e-secret-" + "x" * 40,
                         data_dir=data_dir, hosts=2, passivate_after_s=30, store_timeout_ms=2000, hello_timeout_s=2,
@@ -50,8 +50,9 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3
     # environment the raylet starts with. Set only around ray.init, so the clusters other tests
     # start as subprocesses do not inherit this one's HAProxy ports. A replaced replica drains for
     # 2 s instead of Serve's 30 (the redeploy tests wait for it).
-    ingress, ingress_env = serve_env(settings.ingress, stats_port=free_port(), metrics_port=free_port(),
-                                     drain_s=2, replica_ports=free_port_window(), fallback_port=free_port())
+    ingress, ingress_env = serve_env(settings.ingress, stats_port=free_listen_port(),
+                                     metrics_port=free_listen_port(), drain_s=2,
+                                     replica_ports=free_port_window(), fallback_port=free_listen_port())
     saved = {k: os.environ.get(k) for k in ingress_env}
     os.environ.update(ingress_env)
     try:

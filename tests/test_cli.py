@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from raychat import __version__
 from raychat.cli import UP_OPTIONS, build_parser
+from storage.embedded import free_listen_port
 
 SCRIPTS = Path(sysconfig.get_path("scripts"))
 RAYCHAT = [str(SCRIPTS / "raychat")] if (SCRIPTS / "raychat").exists() else [sys.executable, "-m", "raychat.cli"]
@@ -38,12 +38,6 @@ def fresh_env(**extra: str) -> dict[str, str]:
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*RAYCHAT, *args], env=env or fresh_env(), capture_output=True, text=True,
                           timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- help and errors ---------------------------------------------------------------------
@@ -104,7 +98,7 @@ class Up:
                  args: Sequence[str] = (), ca: Path | None = None):
         """``args`` go after ``up``; ``ca`` (a PEM file the server's certificate chains to) means the
         run serves HTTPS, and httpx checks its certificate against that file."""
-        self.port = free_port()
+        self.port = free_listen_port()
         self.data_dir = data_dir
         self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
         self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"

@@ -29,7 +29,7 @@ from actors.directory import current_view
 from actors.membership import host_name
 from raychat.config import Settings
 from serve_app import Gateway
-from storage.embedded import free_port
+from storage.embedded import free_listen_port
 from tests.chat_client import Socket, create_group, register
 
 SOCKETS = 6            # with target_ongoing_requests 2: three replicas wanted, one fits on the head
@@ -127,7 +127,7 @@ def main() -> int:
              runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0", "PYTHONPATH": os.environ["PYTHONPATH"]}})
     try:
         head = ray.get_runtime_context().get_node_id()
-        port = free_port()
+        port = free_listen_port()
         # One proxy, on the head: every fake node shares this machine's ports.
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         app = Gateway.options(

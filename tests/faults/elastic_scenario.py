@@ -30,7 +30,7 @@ from actors.membership import DIRECTORY_NAME, host_name
 from actors.placement import owner
 from raychat.config import Settings
 from serve_app import Gateway
-from storage.embedded import free_port
+from storage.embedded import free_listen_port
 from tests.chat_client import Socket, create_group, register
 
 GROUPS = 4
@@ -289,7 +289,7 @@ def main() -> int:
     try:
         ray.init(address=cluster.address, namespace=namespace, log_to_driver=False,
                  runtime_env={"env_vars": {"RAY_SERVE_LOG_TO_STDERR": "0", "PYTHONPATH": os.environ["PYTHONPATH"]}})
-        port = free_port()
+        port = free_listen_port()
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         app = Gateway.options(num_replicas=1, max_ongoing_requests=settings.max_connections_per_replica,
                               ray_actor_options={"num_cpus": 0, "resources": {"raychat_gateway": 0.01}})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.embedded import free_port
+from storage.embedded import free_listen_port
 from tests.faults.procs import ROOT, child_env, ray_tmpdir, run_scenario, stop_processes
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def fake_cluster_config(gcs_port: int) -> dict:
 
 def test_load_adds_nodes_hosts_follow_and_idle_nodes_go(mongo_server, redis_server):
     tmp = ray_tmpdir("rc-autoscale-")
-    port = free_port()
+    port = free_listen_port()
     config = tmp / "autoscaling.json"
     config.write_text(json.dumps(fake_cluster_config(port)))
     # `ray start` turns token authentication on by default; this cluster listens on loopback only.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.embedded import ServerStartError, start_mongo, start_redis
+from storage.embedded import ServerStartError, _ephemeral_low, free_listen_port, start_mongo, start_redis
 from storage.mongo import MongoStores
 
 USER = {"user_id": "u1", "username": "alice", "password_hash": "h", "display_name": "A",
@@ -94,3 +94,17 @@ def test_server_dies_with_a_parent_that_is_killed():
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_port_for_a_later_bind_is_never_one_the_kernel_hands_out_meanwhile():
+    # Ports the kernel gives to bind(0) and outgoing connections start at the ephemeral range's
+    # low end: a port below it, free now, can only be taken by an explicit bind.
+    ports = {free_listen_port() for _ in range(20)}
+    assert all(20_000 <= p < min(30_000, _ephemeral_low()) for p in ports)
+    assert len(ports) > 1                 # drawn at random: two servers starting at once rarely collide
+    port = ports.pop()
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))         # free indeed
+        s.listen()
+        with pytest.raises(RuntimeError):
+            free_listen_port(port, port + 1)       # and a taken one is never offered
