@@ -303,9 +303,21 @@ class ConversationActor:
                 await events.edit_message(self.cid, ev["target_seq"], body, ev["created_at"],
                                           None if e2ee else message_terms(body))
         elif kind == "delete":
+            # Media first: a crash before the erase replays this delete with the attachments
+            # still there to find; erased first, they would be lost and their media kept for good.
+            await self._release_media(ev["target_seq"])
             await events.erase_message(self.cid, ev["target_seq"])
         elif kind == "reaction":
             await events.set_reaction(self.cid, ev["target_seq"], ev["sender_id"], ev["emoji"], ev["on"])
+
+    async def _release_media(self, seq: int) -> None:
+        """The media of message ``seq`` that no other message of this conversation attaches
+        stop being fetchable through it (and, attached nowhere else, are swept with its upload)."""
+        media, events = self._env.media, self._env.events
+        target = await events.get(self.cid, seq) if media is not None else None
+        for media_id in (target or {}).get("attachments") or ():
+            if not await events.attached_elsewhere(self.cid, media_id, seq):
+                await media.release(media_id, self.cid)
 
     async def _save_progress(self, state: ConversationState, last_message: dict | None,
                              reads: dict[str, tuple[int, int]] | None = None, *, full: bool | None = None) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, Iterable
 
 from raychat.clock import Clock
-from storage.ports import ConversationStore, EventStore, PresenceStore
+from storage.ports import ConversationStore, EventStore, MediaStore, PresenceStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ class ActorEnv:
     call_later: Callable[[float, str, str, str, Any], None]
     # The push queue (push/ports.py JobQueue; only ``enqueue`` is used here), or None: push off.
     push: Any = None
+    # Upload records (storage/ports.py MediaStore; only ``release``): a deleted message's media
+    # stops being the conversation's. None: nothing to release (tests without media).
+    media: MediaStore | None = None
     _tasks: set = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:

@@ -70,7 +70,7 @@ class ActorHost:
                             presence=self.presence, clock=self.clock, dedupe_window=s.dedupe_window,
                             presence_ttl_s=s.presence_ttl_s, max_group_members=s.max_group_members,
                             fanout=self._fanout, call_later=self._call_later,
-                            push=build_queue(s) if s.push_enabled else None)
+                            push=build_queue(s) if s.push_enabled else None, media=self.stores.media)
         self.registry = Registry({"conv": lambda cid: ConversationActor(cid, self.env),
                                   "user": lambda uid: SessionActor(uid, self.env)},
                                  self.clock, idle_after_s=s.passivate_after_s,

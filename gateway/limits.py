@@ -6,6 +6,7 @@
     register_ip    register:ip:<client ip>     registrations_per_ip per registration_window_s    503
     message        msg:<user_id>               message_burst, then messages_per_s                allowed
     typing         typing:<user_id>            typing_burst, then typing_per_s                   allowed
+    search         search:<user_id>            search_burst, then searches_per_s                 allowed
     sockets        ws:<user_id> (semaphore)    ws_connections_per_user, leases of LEASE_S        allowed
 
 Every rule is a token bucket: "N per window" holds N tokens and refills one every window/N
@@ -82,6 +83,7 @@ class Limits:
         self.message_rule = Rule("message", s.message_burst, s.messages_per_s, True,
                                  "sending too fast; retry later")
         self.typing_rule = Rule("typing", s.typing_burst, s.typing_per_s, True, "typing frames too fast")
+        self.search_rule = Rule("search", s.search_burst, s.searches_per_s, True, "searching too fast; retry later")
         self.sockets_per_user = s.ws_connections_per_user
         self._held: set[tuple[str, str]] = set()
         self._renewer: asyncio.Task | None = None
@@ -121,6 +123,10 @@ class Limits:
     async def typing(self, user_id: str) -> None:
         """One typing frame from ``user_id``."""
         await self._take(self.typing_rule, "typing:" + user_id, f"user {user_id}")
+
+    async def search(self, user_id: str) -> None:
+        """One search (any page) by ``user_id``."""
+        await self._take(self.search_rule, "search:" + user_id, f"user {user_id}")
 
     # ---- sockets ------------------------------------------------------------------------
     async def open_socket(self, user_id: str) -> SocketSlot:

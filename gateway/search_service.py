@@ -7,7 +7,7 @@ goes through the same rules, and a message matches when it has every term of the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from actors.events import event_to_wire
 from raychat.errors import Invalid
@@ -28,12 +28,15 @@ class SearchService:
         self.chat = chat
 
     async def search(self, user_id: str, q: str, conversation_id: str | None, limit: int,
-                     cursor: str | None) -> dict[str, Any]:
+                     cursor: str | None, admit: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
         """{messages, next_cursor}: messages with every word of ``q`` that ``user_id`` can read,
-        newest first, as the history page shows them (edits applied)."""
+        newest first, as the history page shows them (edits applied). ``admit`` (the rate limit)
+        runs once ``q`` is known to hold a word, before anything is read."""
         wanted = query_terms(q)
         if not wanted:
             raise Invalid("q: has no word to search for (only spaces, punctuation or symbols)")
+        if admit is not None:
+            await admit()
         if conversation_id is not None:
             # The same answer as every other read of a conversation the caller is not in.
             await self.chat.member_conversation(user_id, conversation_id)

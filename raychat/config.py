@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     messages_per_s: float = Field(5.0, gt=0)            # ...and for as long as they like at this rate
     typing_burst: int = Field(10, ge=1)
     typing_per_s: float = Field(2.0, gt=0)
+    # A search without conversation_id reads up to 1,000 conversations' index: the one read a
+    # user can make expensive at will. Search-as-you-type fits (a debounced keystroke or two a
+    # second); a script hammering the index does not.
+    search_burst: int = Field(20, ge=1)
+    searches_per_s: float = Field(2.0, gt=0)
     ws_connections_per_user: int = Field(20, ge=1)      # open WebSockets per user, over all replicas
 
     # The edge. Unset trusted_proxies: the client address is the TCP peer's, and

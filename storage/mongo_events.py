@@ -45,7 +45,12 @@ CLIENT_MSG = Index(
 SEARCH = Index("terms_conversation_time",
                (("terms", 1), ("conversation_id", 1), ("created_at", -1), ("_id", -1)),
                partial={"terms": {"$gte": ""}})
-INDEXES = (_ID, SEQ, CLIENT_MSG, SEARCH)
+# Which messages attach a media: a deleted message's media is released unless another message
+# of the conversation attaches it too (actors/conversation.py), and retention asks the same.
+# Partial, as SEARCH: only messages with an attachment have entries.
+ATTACHMENTS = Index("attachments_conversation", (("attachments", 1), ("conversation_id", 1)),
+                    partial={"attachments": {"$gte": ""}})
+INDEXES = (_ID, SEQ, CLIENT_MSG, SEARCH, ATTACHMENTS)
 
 INDEX_BUILD_TIMEOUT_S = 3600.0
 _AS_READ = {"_id": 0, "terms": 0}     # what reads return: neither the _id nor the search terms
@@ -189,6 +194,12 @@ class MongoEventStore:
         await resending(lambda: self._events.update_many(
             {"conversation_id": conversation_id, "kind": "edit", "target_seq": seq},
             {"$unset": {"body": ""}}), self._timeout_s, INDEXES)
+
+    async def attached_elsewhere(self, conversation_id: str, media_id: str, except_seq: int) -> bool:
+        with mongo_errors(INDEXES):
+            return await self._events.find_one(
+                {"attachments": media_id, "conversation_id": conversation_id, "seq": {"$ne": except_seq}},
+                {"_id": 1}) is not None
 
     async def set_reaction(self, conversation_id: str, seq: int, user_id: str, emoji: str, on: bool) -> None:
         entry = {"emoji": emoji, "user_id": user_id}

@@ -52,6 +52,14 @@ class MongoMediaStore:
                 {"$addToSet": {"conversations": conversation_id}, "$set": {"verified": True, "attached": True}})
         return result.matched_count == 1
 
+    async def release(self, media_id: str, conversation_id: str) -> None:
+        # Two conditional steps, each atomic: an attach between them adds a conversation (and
+        # sets attached), and the second step, which needs none left, then changes nothing.
+        with mongo_errors(INDEXES):
+            await self._media.update_one({"_id": media_id}, {"$pull": {"conversations": conversation_id}})
+            await self._media.update_one({"_id": media_id, "conversations": {"$size": 0}, "attached": True},
+                                         {"$set": {"attached": False}})
+
     async def pending(self, owner_id: str) -> tuple[int, datetime | None]:
         query = {"owner_id": owner_id, "attached": False}
         with mongo_errors(INDEXES):

@@ -104,6 +104,10 @@ class EventStore(Protocol):
         """Mark the message deleted and erase its body, attachments, reactions and search terms,
         and the bodies of the edit events that target it."""
 
+    async def attached_elsewhere(self, conversation_id: str, media_id: str, except_seq: int) -> bool:
+        """Whether a message of the conversation other than ``except_seq`` still attaches
+        ``media_id`` (a deleted message attaches nothing)."""
+
     async def set_reaction(self, conversation_id: str, seq: int, user_id: str, emoji: str, on: bool) -> None:
         """Add (on) or remove the (emoji, user) pair on the message's ``reactions``: at most one each."""
 
@@ -236,6 +240,11 @@ class MediaStore(Protocol):
         claimed it: add ``conversation_id`` to ``conversations`` (once), set ``verified`` and
         ``attached``. True if so (also when it was attached there already), else False and
         nothing changes."""
+
+    async def release(self, media_id: str, conversation_id: str) -> None:
+        """No message of ``conversation_id`` attaches the media any more: remove it from
+        ``conversations``; a record left with none is pending again (``attached`` False), so the
+        sweep removes it unless ``attach`` comes first. Idempotent; nothing if there is no record."""
 
     async def pending(self, owner_id: str) -> tuple[int, datetime | None]:
         """How many of the owner's records are pending, and when the oldest of them was created."""

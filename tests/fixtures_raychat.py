@@ -18,7 +18,8 @@ from storage.embedded import free_listen_port
 # limits themselves are tested on ``raychat_strict``, which keeps the defaults.
 GENEROUS_LIMITS = {"login_attempts_per_ip": 1_000_000, "registrations_per_ip": 1_000_000,
                    "message_burst": 1_000_000, "messages_per_s": 1_000_000.0,
-                   "typing_burst": 1_000_000, "typing_per_s": 1_000_000.0, "ws_connections_per_user": 1000}
+                   "typing_burst": 1_000_000, "typing_per_s": 1_000_000.0, "ws_connections_per_user": 1000,
+                   "search_burst": 1_000_000, "searches_per_s": 1_000_000.0}
 STRICT_PREFIX = "/strict"
 
 

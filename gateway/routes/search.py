@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from .deps import Search, User
+from .deps import Lim, Search, User
 from .responses import AUTHED, WITH_INPUT, Event, Wire, errors
 
 router = APIRouter()
@@ -18,8 +18,8 @@ class SearchPage(Wire):
 
 
 @router.get("/v1/search", response_model=SearchPage, response_model_exclude_unset=True,
-            responses=errors(*AUTHED, 404, *WITH_INPUT))
-async def search(uid: User, svc: Search,
+            responses=errors(*AUTHED, 404, *WITH_INPUT, 429))
+async def search(uid: User, svc: Search, lim: Lim,
                  q: str = Query(min_length=1, max_length=256,
                                 description="the words to find, all of them (case and width do not matter)"),
                  conversation_id: str | None = Query(None, min_length=1, max_length=128,
@@ -28,4 +28,5 @@ async def search(uid: User, svc: Search,
                  limit: int = Query(20, ge=1, le=100),
                  cursor: str | None = Query(None, min_length=1, max_length=64,
                                             description="next_cursor of the previous page")):
-    return await svc.search(uid, q, conversation_id, limit, cursor)
+    # Limited once q is known to hold a word: a refused query costs no token.
+    return await svc.search(uid, q, conversation_id, limit, cursor, admit=lambda: lim.search(uid))

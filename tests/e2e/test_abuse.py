@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 WRONG = "wrong password 123"
 LOGIN_TOKEN_EVERY_S = 900 / 100          # the per-IP login bucket: 100 per 15 minutes
 MESSAGES_PER_S = 5.0                     # the message bucket's default rate, after a burst of 30
+SEARCHES_PER_S = 2.0                     # the search bucket's default rate, after a burst of 20
 
 
 def fresh_ip() -> str:
@@ -235,6 +236,30 @@ async def test_http_sends_over_the_burst_are_429(strict_http, token):
     assert len(accepted) + len(limited) == 100
     assert 30 <= len(accepted) <= 30 + math.ceil(took * MESSAGES_PER_S) and limited
     assert limited[0].json()["code"] == "rate_limited" and "Retry-After" in limited[0].headers
+
+
+async def test_searches_over_the_burst_are_429_and_a_bad_query_costs_nothing(strict_http, token):
+    a = await register(strict_http, captcha_token=token)
+    # Malformed queries are answered 422 before the limit: they leave the whole burst.
+    for _ in range(25):
+        r = await strict_http.get("/v1/search", headers=a.auth, params={"q": "!!!"})
+        assert r.status_code == 422 and r.json()["code"] == "invalid"
+
+    async def search() -> httpx.Response:
+        return await strict_http.get("/v1/search", headers=a.auth, params={"q": "hello"})
+
+    started = time.monotonic()
+    answers = await asyncio.gather(*(search() for _ in range(60)))
+    took = time.monotonic() - started
+    found = [r for r in answers if r.status_code == 200]
+    limited = [r for r in answers if r.status_code == 429]
+    assert len(found) + len(limited) == 60
+    assert 20 <= len(found) <= 20 + math.ceil(took * SEARCHES_PER_S) and limited
+    assert limited[0].json()["code"] == "rate_limited" and limited[0].json()["retry_after_ms"] > 0
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    # Another user's searches are their own.
+    b = await register(strict_http, captcha_token=token)
+    assert (await strict_http.get("/v1/search", headers=b.auth, params={"q": "hello"})).status_code == 200
 
 
 # ---- sockets and the edge ---------------------------------------------------------------------------

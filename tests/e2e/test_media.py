@@ -142,6 +142,34 @@ async def test_the_same_media_may_go_to_two_conversations_but_not_twice_in_one_m
     assert r.status_code == 422 and "twice" in r.json()["message"]
 
 
+async def test_deleting_a_message_takes_its_media_out_of_the_conversation(http):
+    alice, bob, carol = await register(http), await register(http), await register(http)
+    c1, c2 = await create_group(http, alice, [bob]), await create_group(http, alice, [carol])
+    shared, only = await upload(http, alice), await upload(http, alice)
+    first = (await send(http, alice, c1, [shared, only])).json()["seq"]
+    second = (await send(http, alice, c1, [shared])).json()["seq"]
+    assert (await send(http, alice, c2, [shared])).status_code == 201
+
+    async def status(user, mid) -> int:
+        return (await http.get(f"/v1/media/{mid}", headers=user.auth)).status_code
+
+    r = await http.delete(f"/v1/conversations/{c1}/messages/{first}", headers=bob.auth)
+    assert r.status_code == 403                      # a member who did not send it: refused, nothing released
+    assert (await status(bob, only), await status(bob, shared)) == (302, 302)
+    r = await http.delete(f"/v1/conversations/{c1}/messages/{first}", headers=alice.auth)
+    assert r.status_code == 200, r.text
+    assert await status(bob, only) == 404            # attached only to the deleted message
+    assert await status(bob, shared) == 302          # the second message still attaches it
+    r = await http.delete(f"/v1/conversations/{c1}/messages/{second}", headers=alice.auth)
+    assert r.status_code == 200, r.text
+    assert await status(bob, shared) == 404
+    assert await status(carol, shared) == 302        # still attached in the other conversation
+    # The uploader keeps her own upload until the sweep removes it (or she attaches it again).
+    assert (await status(alice, only), await status(alice, shared)) == (302, 302)
+    r = await send(http, alice, c1, [only])
+    assert r.status_code == 201 and await status(bob, only) == 302
+
+
 async def test_a_message_without_body_or_attachments_is_still_invalid(http):
     alice, bob = await register(http), await register(http)
     cid = await create_group(http, alice, [bob])

@@ -151,6 +151,24 @@ async def test_typing_frames_have_their_own_bucket(limits):
     await limits.message("u1")
 
 
+async def test_searches_have_their_own_bucket_a_burst_then_a_steady_rate(limits, clock):
+    for _ in range(20):
+        await limits.search("u1")
+    with pytest.raises(RateLimited) as info:
+        await limits.search("u1")
+    assert info.value.retry_after_ms == 500 and info.value.code == "rate_limited"    # 2 per second
+    await limits.search("u2")                  # per user
+    await limits.message("u1")                 # and apart from sending
+    clock.advance(0.5)
+    await limits.search("u1")
+
+
+async def test_search_goes_on_when_the_limiter_is_down(limits, port):
+    port.down = True
+    for _ in range(50):
+        await limits.search("u1")
+
+
 async def test_messages_flow_when_the_limiter_is_down_with_one_warning(limits, port, caplog):
     port.down = True
     with caplog.at_level(logging.WARNING, logger="gateway.limits"):

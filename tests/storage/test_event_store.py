@@ -159,6 +159,17 @@ class EventStoreContract:
         await events.edit_message("c1", 1, "zombie", T_LATER)   # a replayed edit cannot revive it
         assert "body" not in await events.get("c1", 1)
 
+    async def test_attached_elsewhere_finds_only_other_live_messages_of_the_conversation(self, events):
+        await events.append([{**event(1), "attachments": ["m1", "m2"]}, {**event(2), "attachments": ["m1"]},
+                             event(3)])
+        await events.append([{**event(1, cid="c2"), "attachments": ["m2"]}])
+        assert await events.attached_elsewhere("c1", "m1", 1) is True       # message 2 has it too
+        assert await events.attached_elsewhere("c1", "m2", 1) is False      # only in c2 besides
+        assert await events.attached_elsewhere("c1", "m3", 1) is False
+        await events.erase_message("c1", 2)                                  # a deleted message attaches nothing
+        assert await events.attached_elsewhere("c1", "m1", 1) is False
+        assert await events.attached_elsewhere("c2", "m2", 5) is True
+
     async def test_reactions_are_one_per_user_per_emoji(self, events):
         await events.append([event(1)])
         for _ in range(2):

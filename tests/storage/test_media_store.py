@@ -45,6 +45,30 @@ class MediaStoreContract:
         got = await media.get("m1")
         assert (got["conversations"], got["verified"], got["attached"]) == (["c1", "c2"], True, True)
 
+    async def test_release_forgets_one_conversation_and_the_last_makes_it_pending(self, media):
+        await media.create(record("m1"))
+        await media.attach("m1", "alice", "c1")
+        await media.attach("m1", "alice", "c2")
+        await media.release("m1", "c1")
+        got = await media.get("m1")
+        assert (got["conversations"], got["attached"]) == (["c2"], True)
+        for _ in range(2):                     # idempotent
+            await media.release("m1", "c2")
+        got = await media.get("m1")
+        assert (got["conversations"], got["attached"], got["verified"]) == ([], False, True)
+        assert await media.pending("alice") == (1, T0)
+        assert [r["media_id"] for r in await media.claim_unattached(T0 + DAY, 10)] == ["m1"]
+        await media.release("nope", "c1")      # no record: nothing happens
+
+    async def test_a_released_upload_can_be_attached_again_before_a_sweep(self, media):
+        await media.create(record("m1"))
+        await media.attach("m1", "alice", "c1")
+        await media.release("m1", "c1")
+        assert await media.attach("m1", "alice", "c3") is True
+        got = await media.get("m1")
+        assert (got["conversations"], got["attached"]) == (["c3"], True)
+        assert await media.claim_unattached(T0 + DAY, 10) == []
+
     async def test_nobody_else_attaches_and_unknown_ids_attach_nothing(self, media):
         await media.create(record("m1"))
         assert await media.attach("m1", "bob", "c1") is False

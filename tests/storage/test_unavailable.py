@@ -89,6 +89,8 @@ MONGO_CALLS: dict[str, Callable[[MongoStores], Awaitable[Any]]] = {
     "events.get": lambda s: s.events.get("c", 1),
     "events.set_reaction": lambda s: s.events.set_reaction("c", 1, "u1", "x", True),
     "events.search": lambda s: s.events.search(["c"], ["word"], None, 20),
+    "events.attached_elsewhere": lambda s: s.events.attached_elsewhere("c", "m1", 1),
+    "media.release": lambda s: s.media.release("m1", "c"),
     "conversations.ids_for_member": lambda s: s.conversations.ids_for_member("u1", 10),
     "users.create": lambda s: s.users.create(USER),
     "users.by_username": lambda s: s.users.by_username("alice"),
