@@ -148,7 +148,7 @@ def table(res: dict[str, Any]) -> str:
              "0 / 0"),
             (f"{tag}: sends answered with an error yet stored and delivered", f"{r['refused_but_stored']}", "0"),
             (f"{tag}: Ray calls per message, counted (1 send + host→host)",
-             f"{r['ray_calls_per_message_known']:.2f} (+ stream yields, not counted)", "O(hosts + replicas)"),
+             f"{r['ray_calls_per_message_known']:.2f} (the fan-out to replicas goes over sockets)", "O(hosts + replicas)"),
             (f"{tag}: CPU cores used: benchmark tree / other processes",
              f"{c['benchmark_tree_cores']:.2f} / {c['other_processes_cores']:.2f}", ""),
         ]
