@@ -266,14 +266,34 @@ class ActorHost:
             if not batch:
                 continue
             try:
-                peer = self._peers.get(host) or self._resolve(host)
-                self.ray_calls_out += 1
-                await peer.deliver.remote(batch)
+                await self._deliver_to_peer(host, batch)
             except Exception as exc:  # the peer is restarting; its sockets resync from the store
-                self._peers.pop(host, None)
                 log.warning("delivery to %s failed: %r", host, exc)
                 # Whether its users are online is unknown here: the push worker asks presence.
                 self._enqueue_push([for_recipients(job, uids) for uids, _, job in batch if job])
+
+    async def _deliver_to_peer(self, host: str, batch: list) -> None:
+        """One delivery call, and once more with a fresh handle if the cached one failed: a
+        peer that died for good and was started again under its name is reached only through
+        a new lookup, and without the second try the first batch after its restart would be
+        lost to live sockets (they would see it only at their next gap fill). A batch that
+        arrives twice changes nothing: sockets drop a seq they already have."""
+        cached = self._peers.get(host)
+        if cached is not None:
+            try:
+                self.ray_calls_out += 1
+                await cached.deliver.remote(batch)
+                return
+            except Exception as exc:
+                self._peers.pop(host, None)
+                log.info("delivery to %s failed, looking it up again: %r", host, exc)
+        peer = self._resolve(host)
+        self.ray_calls_out += 1
+        try:
+            await peer.deliver.remote(batch)
+        except Exception:
+            self._peers.pop(host, None)
+            raise
 
     def _resolve(self, host: str):
         handle = ray.get_actor(host, namespace=self.settings.namespace)

@@ -7,7 +7,8 @@ each raising one member's read cursor), the store's CPU and the wall time per ch
     old          everything in the conversation document, as before the progress document
     progress     ``save_progress(..., full=False)``: the progress document only, what most
                  flushes write now
-    full         ``save_progress(..., full=True)``: both documents, at most once per listing
+    full         ``save_progress(..., full=True)``: the conversation document alone, cursors
+                 included (both documents through Benchmark v5), at most once per listing
                  gap (1 s; members/100 s past 100 members)
 
 The conversation document is indexed by member and SecantusDB rewrites all of a document's index

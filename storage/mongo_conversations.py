@@ -6,18 +6,18 @@ that index, not a read-then-write, decides which of racing creators wins.
 Two documents per conversation:
 
     conversations           the roster, title, kind…, and a checkpoint (state_seq, last_seq,
-                            message_count, last_message, last_activity_at) written only by
-                            ``full`` saves: its last_activity_at is the list position
-    conversation_progress   the newest checkpoint and every read cursor (``reads``), written by
-                            every save and every cursor move
+                            message_count, last_message, last_activity_at, reads) written only
+                            by ``full`` saves: its last_activity_at is the list position
+    conversation_progress   a checkpoint and read cursors (``reads``), written by every other
+                            save and every cursor move
 
 Why: a conversation document is indexed by member (``members_activity``, one entry per
 member), and SecantusDB rewrites all of a document's index entries on every update: ~1.7 ms
 of store CPU for 10 members, ~70 ms for 1,000. The progress document has no index but its
 ``_id``, so the write every message causes costs a fraction of that, and the list position is
-written at most about once a second (``actors/conversation.py``). Reads merge the two: the
-newer checkpoint wins, cursors are the higher of both (older deployments kept them in the
-conversation document), and ``last_activity_at`` stays the list position.
+written at most about once a second (``actors/conversation.py``). A save writes one of the two,
+never both. Reads merge them: the newer checkpoint wins, cursors are the higher of both, and
+``last_activity_at`` stays the list position.
 """
 
 from __future__ import annotations
@@ -130,11 +130,28 @@ class MongoConversationStore:
         # beside _id); "not >= n" also matches a document that has no state_seq yet.
         guard = {"_id": conversation_id, "state_seq": {"$not": {"$gte": progress["state_seq"]}}}
         at = progress.get("last_activity_at")
-        fields = {k: progress[k] for k in CHECKPOINT if progress.get(k) is not None}
-        update: dict[str, Any] = {"$set": fields}
         maxes = _read_fields(reads or {})
         if at is not None:
             maxes["last_activity_at"] = at
+        if full or any(k in progress for k in ("members", "roles", "title")):
+            # The conversation document alone, cursors included: its checkpoint, list position,
+            # and the roster and title when they changed (they are always saved in full). Reads
+            # take the newer checkpoint and the higher cursors of the two documents, so the
+            # progress document may stay behind. Writing both cost every message of a 1:1 chat
+            # (each comes more than a listing gap after the last) ~1 ms more store CPU.
+            fields = {k: v for k, v in progress.items()
+                      if k != "last_activity_at" and (v is not None or k == "title")}
+            update: dict[str, Any] = {"$set": fields}
+            if maxes:
+                update["$max"] = maxes
+            result = await resending(lambda: self._hot.update_one(guard, update), self._timeout_s, INDEXES)
+            if result.matched_count == 0 and reads:
+                # A newer checkpoint is stored (or this write's reply was lost and it was sent
+                # again): the cursors still move forward.
+                await self.set_reads(conversation_id, reads)
+            return
+        fields = {k: progress[k] for k in CHECKPOINT if progress.get(k) is not None}
+        update = {"$set": fields}
         if maxes:
             update["$max"] = maxes
         # Cursors ride in the checkpoint's update: one write per flush, not two. The upsert
@@ -146,16 +163,6 @@ class MongoConversationStore:
         except DuplicateKey:
             if reads:
                 await self.set_reads(conversation_id, reads)
-        if not full and not any(k in progress for k in ("members", "roles", "title")):
-            return
-        # The conversation document: its checkpoint and list position, and the roster and title
-        # when they changed (they are always saved in full).
-        fields = {k: v for k, v in progress.items()
-                  if k != "last_activity_at" and (v is not None or k == "title")}
-        update = {"$set": fields}
-        if at is not None:
-            update["$max"] = {"last_activity_at": at}
-        await resending(lambda: self._hot.update_one(guard, update), self._timeout_s, INDEXES)
 
     async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
         with mongo_errors(INDEXES):

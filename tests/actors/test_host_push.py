@@ -108,9 +108,35 @@ class DeadPeer:
             return fail()
 
 
+class LivePeer:
+    def __init__(self):
+        self.batches = []
+        peer = self
+
+        class deliver:
+            @staticmethod
+            def remote(batch):
+                async def ok():
+                    peer.batches.append(batch)
+                return ok()
+        self.deliver = deliver
+
+
+async def test_a_peer_started_again_under_its_name_gets_the_batch_through_a_fresh_lookup(host):
+    # The cached handle names the peer that died; the batch goes once more, to the new one.
+    fresh = LivePeer()
+    host._peers["h2"] = DeadPeer()
+    host._resolve = lambda name: host._peers.setdefault(name, fresh)
+    batch = [(["erin"], [("c1", 4, "{}", None)], job())]
+    await host._deliver_to_peer("h2", batch)
+    assert fresh.batches == [batch] and host._peers["h2"] is fresh
+    assert await settled(host) == []               # delivered: no push fallback
+
+
 async def test_a_failed_delivery_to_a_peer_still_enqueues_the_job_for_all_its_users(host):
     # Whether the peer's users are online is unknown: the worker asks presence.
     host._peers["h2"] = DeadPeer()
+    host._resolve = lambda name: DeadPeer()        # still restarting when looked up again
     wake = asyncio.Event()
     host._peer_queues["h2"] = [(["erin", "frank"], [("c1", 4, "{}", None)], job()),
                                (["gus"], [("c1", 0, "{}", None)], None)]

@@ -228,6 +228,26 @@ class TestMongoConversationStore(ConversationStoreContract):
         await conversations.set_reads("c1", {"alice": (2, 2)})
         assert await raw.find_one({"_id": "c1"}) == before
 
+    async def test_a_full_save_writes_the_conversation_document_alone(self, conversations, mongo_stores):
+        # One write, not two: a 1:1 chat makes every message a full save. The progress document
+        # stays behind, and reads take the newer checkpoint and the higher cursors of the two.
+        await conversations.create(conversation("c1"))
+        await conversations.save_progress("c1", {"state_seq": 3, "last_seq": 3, "message_count": 3},
+                                          reads={"alice": (3, 3), "bob": (1, 1)}, full=False)
+        progress = mongo_stores.conversations._progress
+        before = await progress.find_one({"_id": "c1"})
+        await conversations.save_progress("c1", {"state_seq": 4, "last_seq": 4, "message_count": 4,
+                                                 "last_activity_at": T0 + timedelta(minutes=3)},
+                                          reads={"alice": (2, 2), "bob": (4, 4)}, full=True)
+        assert await progress.find_one({"_id": "c1"}) == before
+        got = await conversations.get("c1")
+        assert (got["state_seq"], got["message_count"], got["last_activity_at"]) == (4, 4, T0 + timedelta(minutes=3))
+        assert got["reads"] == {"alice": {"seq": 3, "count": 3}, "bob": {"seq": 4, "count": 4}}
+        await conversations.save_progress("c1", {"state_seq": 5, "last_seq": 5, "message_count": 5}, full=False)
+        got = await conversations.get("c1")
+        assert (got["state_seq"], got["message_count"]) == (5, 5)
+        assert ids(await conversations.list_for_user("alice", None, 10)) == ["c1"]
+
     async def test_cursors_and_checkpoints_of_an_older_deployment_merge_with_the_new_ones(
             self, conversations, mongo_stores):
         # Before the split, the checkpoint and cursors lived in the conversation document.
