@@ -21,6 +21,7 @@ from ray import serve
 
 from gateway.app import build_context, create_app
 from gateway.context import set_context
+from gateway.ws_compression import set_ws_compression
 from raychat import logs
 from raychat.config import Settings, load_settings
 
@@ -34,6 +35,7 @@ class Gateway:
     def __init__(self, settings: dict):
         s = Settings.from_dict(settings)
         logs.configure(s.log_level, s.log_format)
+        set_ws_compression(s.ws_compression)     # before Serve starts this replica's server
         self.ctx = build_context(s)
         set_context(self.ctx)
         asyncio.get_event_loop().call_soon(self.ctx.hub.start)

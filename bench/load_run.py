@@ -104,15 +104,21 @@ class Runner:
 
     # ---- sockets -----------------------------------------------------------------------------
     async def connect(self, members: list[Member], per_member: int = 1, *, track_order: bool = False,
-                      concurrency: int = CONNECT_CONCURRENCY) -> dict[str, Any]:
+                      concurrency: int = CONNECT_CONCURRENCY, give_up_after: int | None = None) -> dict[str, Any]:
         """Open ``per_member`` sockets per member, ``concurrency`` handshakes at a time. A socket
-        that fails to open is counted by reason and left out."""
+        that fails to open is counted by reason and left out. With ``give_up_after``, once that
+        many have failed the rest are not tried: a server that stopped accepting (a full front
+        door holds handshakes until they time out) would otherwise cost a timeout per
+        ``concurrency`` sockets left, minutes for thousands."""
         sem = asyncio.Semaphore(concurrency)
         times: list[float] = []
 
         async def one(m: Member) -> Sock | None:
             s = Sock(m, order=EventOrder(user_id=m.user_id) if track_order else None)
             async with sem:
+                if give_up_after is not None and sum(self.connect_failures.values()) >= give_up_after:
+                    self.connect_failures[f"not tried: {give_up_after} handshakes had failed"] += 1
+                    return None
                 t = time.perf_counter()
                 try:
                     s.ws = await self.wire.open(m)

@@ -23,6 +23,8 @@ from pathlib import Path
 import psutil
 
 from .compare import REPO, start_target, wait_ready
+from .cpu import _name
+from .procs import cpu_seconds
 
 # Which processes, by a piece of their command line.
 ROLES = {"proxy": "ProxyActor", "gateway": "ServeReplica:raychat:Gateway", "host": "ActorHost",
@@ -121,10 +123,17 @@ def main(argv: list[str] | None = None) -> int:
                     [py_spy, "record", "--pid", str(proc.pid), "--rate", str(args.sample_rate), "--duration",
                      str(int(args.duration)), "--format", "raw", "--gil", "--nonblocking", "--output", str(out)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
-        t0 = time.monotonic()
+        roots = running.pids
+        t0, tree0 = time.monotonic(), cpu_seconds(roots)
         for _, _, spy in spies:
             spy.wait()
         wall = time.monotonic() - t0
+        # Every process of the tree, by name, not only the sampled ones: HAProxy, Redis, the raylet
+        # and GCS take their share too, and the sampled ones alone do not add up to server_cores.
+        by_name: Counter = Counter()
+        for pid, secs in cpu_seconds(roots).items():
+            by_name[_name(pid)] += (secs - tree0.get(pid, secs)) / wall
+        result["tree_cores_by_name"] = {k: round(v, 3) for k, v in by_name.most_common() if v >= 0.005}
         result["processes"] = {}
         for name, out, _ in spies:
             proc, c0 = cpu0[name]
@@ -148,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  by area: " + ", ".join(f"{a} {v}%" for a, v in r.get("by_area_pct", [])))
         for f, v in r.get("inclusive_pct", [])[:args.top]:
             print(f"  {v:5.1f}%  {f}")
+    print("\n## cores by process name, whole tree: " + ", ".join(
+        f"{k} {v}" for k, v in result.get("tree_cores_by_name", {}).items()))
     print(json.dumps(result.get("load_step"), indent=1))
     print(f"\nraw stacks and summary: {args.out_dir}")
     return 0

@@ -76,6 +76,17 @@ def frame_writer(ws: WebSocket):
     return send_text
 
 
+def _drop(task: asyncio.Future) -> None:
+    """Stop a receive no one will read. One that already ended (the client's close, seen in the
+    same turn as the writer's failure) has its outcome taken, or asyncio would log it as an
+    error with a traceback for every socket closed that way."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()
+
+
 class Session:
     def __init__(self, ws: WebSocket, ctx: Any):
         self.ws = ws
@@ -194,10 +205,10 @@ class Session:
                 receive = asyncio.ensure_future(self._receive_text())
                 done, _ = await asyncio.wait({receive, writer, expiry}, return_when=asyncio.FIRST_COMPLETED)
                 if expiry in done:
-                    receive.cancel()
+                    _drop(receive)
                     expiry.result()      # raises Close(1008)
                 if writer in done:
-                    receive.cancel()
+                    _drop(receive)
                     writer.result()      # raises SlowConsumer or the send error
                     return
                 frame = self._parse(receive.result())

@@ -84,3 +84,25 @@ async def test_group_step_and_storm_against_raychat(raychat):
     assert info["sockets_cut"] == 2 and info["reconnected"] == 2
     assert info["lost_on_cut_sockets"] == 0 and info["lost_on_other_sockets"] == 0 and info["duplicates"] == 0
     check_step(storm["steps"][0], ack=True)
+
+
+async def test_connecting_stops_trying_once_enough_handshakes_failed():
+    """idle10k against a front door that stopped accepting: the failures end the step in one
+    timeout's time, the sockets not tried are counted as such."""
+    from bench.load_run import Runner
+    from bench.load_wire import Member
+
+    class Refusing:
+        name = "refusing"
+        tries = 0
+
+        async def open(self, member, since=None):
+            Refusing.tries += 1
+            raise ConnectionRefusedError("full")
+
+    runner = Runner(Refusing(), run_id="t")
+    members = [Member(i, f"u{i}", "t", []) for i in range(50)]
+    out = await runner.connect(members, per_member=2, concurrency=4, give_up_after=10)
+    assert out["opened"] == 0 and out["requested"] == 100
+    assert 10 <= Refusing.tries <= 10 + 4          # those in flight when the tenth failed still ran
+    assert out["failed"]["not tried: 10 handshakes had failed"] == 100 - Refusing.tries

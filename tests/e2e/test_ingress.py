@@ -95,3 +95,28 @@ def test_ingress_env_prints_exports_for_ray_start(capsys, monkeypatch):
     monkeypatch.setenv("RAYCHAT_INGRESS", "proxy")
     assert main(["ingress-env"]) == 0
     assert capsys.readouterr().out == ""
+
+
+async def test_a_websocket_handshake_declines_permessage_deflate_by_default(raychat, http):
+    """The client offers deflate (websockets does by default, as browsers do); the replica,
+    with ``ws_compression`` unset, answers without the extension, so frames travel as written."""
+    user = await register(http)
+    async with websockets.connect(raychat.ws_url + "/v1/ws", compression="deflate") as ws:
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        await ws.send(json.dumps({"type": "hello", "token": user.token}))
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+def test_ws_compression_sets_uvicorns_default_and_an_explicit_choice_wins(monkeypatch):
+    import uvicorn.config
+
+    from gateway.ws_compression import set_ws_compression
+
+    monkeypatch.setattr(uvicorn.config.Config, "__init__", uvicorn.config.Config.__init__)   # undone after
+    app = lambda scope, receive, send: None  # noqa: E731
+    set_ws_compression(False)
+    assert uvicorn.config.Config(app).ws_per_message_deflate is False
+    assert uvicorn.config.Config(app, ws_per_message_deflate=True).ws_per_message_deflate is True
+    set_ws_compression(True)
+    assert uvicorn.config.Config(app).ws_per_message_deflate is True
