@@ -14,6 +14,8 @@ On the wire:
   first says "attached", later ones are heartbeats.
 
 msgpack and JSON decode into plain data only, so nothing read from a socket can run code.
+A hello with ``"rpc": true`` opens a call link instead (actors/host_rpc.py), which proves the
+token both ways before it carries anything.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ class WireError(Exception):
     """The other side broke the protocol (a bad length, an unreadable body, a wrong token)."""
 
 
-def _framed(body: bytes) -> bytes:
+def framed(body: bytes) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-async def _read_framed(reader: asyncio.StreamReader, limit: int) -> bytes:
+async def read_framed(reader: asyncio.StreamReader, limit: int) -> bytes:
     size, = _LEN.unpack(await reader.readexactly(_LEN.size))
     if size > limit:
         raise WireError(f"frame of {size} bytes, over {limit}")
@@ -48,13 +50,14 @@ async def _read_framed(reader: asyncio.StreamReader, limit: int) -> bytes:
 
 
 def hello(replica_id: str, token: str) -> bytes:
-    return _framed(json.dumps({"replica": replica_id, "token": token}).encode())
+    return framed(json.dumps({"replica": replica_id, "token": token}).encode())
 
 
-async def read_hello(reader: asyncio.StreamReader, token: str) -> str:
-    """The replica id of a hello that carries ``token``; WireError otherwise."""
+async def read_hello(reader: asyncio.StreamReader, token: str) -> dict[str, Any]:
+    """A hello that carries ``token`` (``replica`` names the caller; ``rpc`` asks for calls,
+    actors/host_rpc.py, instead of the stream); WireError otherwise."""
     try:
-        msg = json.loads(await _read_framed(reader, MAX_HELLO))
+        msg = json.loads(await read_framed(reader, MAX_HELLO))
         replica, given = msg["replica"], msg["token"]
     except (ValueError, KeyError, TypeError) as exc:
         raise WireError(f"not a hello: {exc!r}") from None
@@ -62,17 +65,17 @@ async def read_hello(reader: asyncio.StreamReader, token: str) -> str:
         raise WireError("not a hello")
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise WireError("wrong token")
-    return replica
+    return msg
 
 
 def batch(items: list) -> bytes:
     # forget is a frozenset (or None): msgpack has no sets, it travels as a list.
-    return _framed(msgpack.packb([(s, c, q, f, list(g) if g else None) for s, c, q, f, g in items]))
+    return framed(msgpack.packb([(s, c, q, f, list(g) if g else None) for s, c, q, f, g in items]))
 
 
 async def read_batch(reader: asyncio.StreamReader) -> list[tuple[Any, ...]]:
     try:
-        items = msgpack.unpackb(await _read_framed(reader, MAX_BATCH))
+        items = msgpack.unpackb(await read_framed(reader, MAX_BATCH))
         return [(s, c, q, f, frozenset(g) if g else None) for s, c, q, f, g in items]
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise WireError(f"not a batch: {exc!r}") from None

@@ -1,11 +1,12 @@
 """ActorHost: one Ray actor process that runs many virtual actors.
 
-Calls from gateways arrive as ``call(kind, id, method, arg)`` and answer with
-plain values (``{"ok": …}`` or ``{"err": {code, message}}``) so no traceback
-crosses a process. Fan-out leaves through one ordered sender per peer host (a Ray
-call) and reaches each gateway replica through one TCP connection per replica (the
-fan-out stream, actors/fanout_wire.py; ``fanout_endpoint`` says where): per event,
-O(hosts) Ray calls and O(hosts + replicas) writes, never O(members).
+Calls from gateways arrive as ``call_many(kind, id, items)`` over a call link of their own
+(actors/host_rpc.py) and answer with plain values (``{"ok": …}`` or ``{"err": {code,
+message}}``) so no traceback crosses a process. Fan-out leaves through one ordered sender per
+peer host (``deliver`` over that peer's call link) and reaches each gateway replica through one
+TCP connection per replica (the fan-out stream, actors/fanout_wire.py). ``fanout_endpoint``, a
+Ray call, says where this host listens for both: per event, O(hosts) calls and O(hosts +
+replicas) writes, never O(members), and no Ray call at all.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from storage.redis_store import RedisPresence
 from .conversation import ConversationActor
 from .env import ActorEnv
 from . import fanout_wire as wire
+from . import host_rpc as rpc
 from . import metrics as host_metrics
 from .follower import MembershipFollower
 from .membership import View
@@ -44,6 +46,7 @@ log = logging.getLogger("raychat.host")
 _PUSH_TALLY_S = 2.0         # how often a host adds its skipped_online count to the push tally
 _HEARTBEAT_S = 15.0          # an empty batch on an idle stream, so a replica notices a dead host
 _OUTBOX_CAPACITY = 100_000
+_PEER_CALL_S = 10.0         # a peer that answers no delivery this long is looked up again
 _HELLO_S = 5.0               # a fan-out connection that sends no hello this long is closed
 
 
@@ -86,7 +89,8 @@ class ActorHost:
         self._peer_queues: dict[str, list] = {}
         self._peer_wakeups: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task] = []
-        self.ray_calls_out = 0
+        self._links: dict[str, rpc.HostLink] = {}
+        self.peer_calls_out = 0        # deliveries to other hosts: O(hosts) per event, never O(members)
         # Recipients left out of push jobs because they were online: counted with the push
         # workers' outcomes (skipped_online), added to the shared tally every few seconds.
         self.push_tally = OutcomeTally(s.redis_url, timeout_s=s.store_timeout_ms / 1000) if s.push_enabled else None
@@ -209,7 +213,7 @@ class ActorHost:
         return {"name": self.name, "pid": os.getpid(),
                 "conversations": self.registry.count("conv"), "sessions": self.registry.count("user"),
                 "activations": self.registry.activations, "passivations": self.registry.passivations,
-                "mailbox_depth": self.registry.mailbox_depth(), "ray_calls_out": self.ray_calls_out,
+                "mailbox_depth": self.registry.mailbox_depth(), "peer_calls_out": self.peer_calls_out,
                 "outboxes": {r: len(o.items) for r, o in self.outboxes.items()},
                 "view_version": self.membership.view.version, "moved_out": self.membership.moved_out}
 
@@ -273,27 +277,36 @@ class ActorHost:
                 self._enqueue_push([for_recipients(job, uids) for uids, _, job in batch if job])
 
     async def _deliver_to_peer(self, host: str, batch: list) -> None:
-        """One delivery call, and once more with a fresh handle if the cached one failed: a
-        peer that died for good and was started again under its name is reached only through
-        a new lookup, and without the second try the first batch after its restart would be
-        lost to live sockets (they would see it only at their next gap fill). A batch that
-        arrives twice changes nothing: sockets drop a seq they already have."""
-        cached = self._peers.get(host)
-        if cached is not None:
+        """One delivery over the peer's call link (actors/host_rpc.py), and once more after a
+        fresh lookup if the cached link or handle failed: a peer that died for good and was
+        started again under its name is reached only through a new lookup, and without the
+        second try the first batch after its restart would be lost to live sockets (they would
+        see it only at their next gap fill). A batch that arrives twice changes nothing:
+        sockets drop a seq they already have."""
+        for attempt in (1, 2):
             try:
-                self.ray_calls_out += 1
-                await cached.deliver.remote(batch)
+                link = await self._peer_link(host)
+                self.peer_calls_out += 1
+                await link.call("deliver", batch, timeout_s=_PEER_CALL_S)
                 return
             except Exception as exc:
-                self._peers.pop(host, None)
+                self._forget_peer(host)
+                if attempt == 2:
+                    raise
                 log.info("delivery to %s failed, looking it up again: %r", host, exc)
-        peer = self._resolve(host)
-        self.ray_calls_out += 1
-        try:
-            await peer.deliver.remote(batch)
-        except Exception:
-            self._peers.pop(host, None)
-            raise
+
+    async def _peer_link(self, host: str) -> rpc.HostLink:
+        link = self._links.get(host)
+        if link is None or link.broken:
+            handle = self._peers.get(host) or self._resolve(host)
+            link = self._links[host] = await rpc.HostLink.open(await handle.fanout_endpoint.remote(), self.name)
+        return link
+
+    def _forget_peer(self, host: str) -> None:
+        self._peers.pop(host, None)
+        link = self._links.pop(host, None)
+        if link is not None:
+            link.close()
 
     def _resolve(self, host: str):
         handle = ray.get_actor(host, namespace=self.settings.namespace)
@@ -350,14 +363,27 @@ class ActorHost:
         return {"host": self._address, "port": self._listener.sockets[0].getsockname()[1],
                 "token": self._token}
 
+    async def _serve_calls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           hello: dict[str, Any]) -> None:
+        """Calls from a gateway replica or a peer host over a link of their own (actors/host_rpc.py)."""
+        try:
+            await rpc.serve(reader, writer, self, self._token, hello.get("nonce"))
+        except Exception as exc:     # a broken or hostile peer: its link ends, nothing else does
+            log.warning("call link from %s ended: %r", hello.get("replica"), exc)
+            writer.close()
+
     async def _serve_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Write batches of (socket_ids, cid, seq, frame, forget) to one gateway replica, forever."""
         try:
-            replica_id = await asyncio.wait_for(wire.read_hello(reader, self._token), _HELLO_S)
+            hello = await asyncio.wait_for(wire.read_hello(reader, self._token), _HELLO_S)
         except (wire.WireError, OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
             log.warning("fan-out connection refused: %r", exc)
             writer.close()
             return
+        if hello.get("rpc") is True:
+            await self._serve_calls(reader, writer, hello)
+            return
+        replica_id = hello["replica"]
         box = self._outbox(replica_id)
         box.generation += 1
         mine = box.generation

@@ -332,7 +332,7 @@ async def run_rate(clients: list[Client], load: Load, *, rate: float, group_size
     lost = sum(1 for s in accepted for c in groups[s.cid] if (s.cid, s.seq) not in c.seen)
     in_window_arrivals = sum(1 for t in load.arrivals if window_start <= t <= end)
     acks = [s.t_ack - s.t_send for s in window_msgs if s.t_ack is not None]
-    calls_out = sum(after[h]["ray_calls_out"] - before[h]["ray_calls_out"] for h in host_names)
+    calls_out = sum(after[h]["peer_calls_out"] - before[h]["peer_calls_out"] for h in host_names)
     lag = sorted(load.send_lag)
     return {
         "rate_per_user": rate,
@@ -369,8 +369,8 @@ async def run_rate(clients: list[Client], load: Load, *, rate: float, group_size
         "client_send_lag_ms": {"p50": round(lag[len(lag) // 2] * 1000, 2),
                                "p99": round(lag[int(len(lag) * 0.99)] * 1000, 2),
                                "max": round(lag[-1] * 1000, 2)} if lag else {},
-        "host_ray_calls_out": calls_out,
-        "host_ray_calls_out_per_message": round(calls_out / max(1, len(msgs)), 3),
+        "host_peer_calls_out": calls_out,
+        "host_peer_calls_out_per_message": round(calls_out / max(1, len(msgs)), 3),
         "ray_calls_per_message_known": round((len(msgs) + calls_out) / max(1, len(msgs)), 3),
         "host_stats_after": after,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnschedulableError, GetTimeoutError, RayActorError
 
 from actors.directory import ensure_directory
+from actors.host_rpc import HostLink, LinkBroken
 from actors.membership import EMPTY, View
 from actors.placement import owner
 from raychat import logs
@@ -53,6 +55,10 @@ class HostRouter:
         self.retry_for_s = retry_for_s
         self.call_timeout_s = settings.store_timeout_ms / 1000 * 3 + 5
         self._channels: dict[tuple[str, str], list] = {}
+        # Calls travel over a TCP link per host (actors/host_rpc.py), not as Ray calls.
+        self._links: dict[str, HostLink] = {}
+        self._opening: dict[str, asyncio.Future] = {}
+        self._caller = f"gw-{os.getpid()}"
         self._listeners: list[Listener] = []
         self._watcher: asyncio.Task | None = None
         # A send still queued in a host this long after it left is refused there, not written:
@@ -107,6 +113,8 @@ class HostRouter:
         self.view = view
         self.names = list(view.hosts)
         self.handles = {n: h for n, h in self.handles.items() if n in view.hosts}
+        for name in [n for n in self._links if n not in view.hosts]:
+            self._links.pop(name).close()
         if old != self.names:
             log.info("membership view %s: %d hosts", view.version, len(self.names))
             for listener in self._listeners:
@@ -146,6 +154,33 @@ class HostRouter:
             return    # not there (yet): keep the old handle, the caller retries
         if name in self.names:
             self.handles[name] = handle
+
+    async def link(self, name: str) -> HostLink:
+        """The call link to host ``name``, opened on first use (where it listens comes from a
+        Ray call); callers that ask while it opens share that one opening."""
+        link = self._links.get(name)
+        if link is not None and not link.broken:
+            return link
+        opening = self._opening.get(name)
+        if opening is None:
+            opening = self._opening[name] = asyncio.ensure_future(self._open_link(name))
+            opening.add_done_callback(lambda f: (self._opening.pop(name, None),
+                                                 f.cancelled() or f.exception()))   # no "never retrieved"
+        return await asyncio.shield(opening)
+
+    async def _open_link(self, name: str) -> HostLink:
+        handle = await self.handle(name)
+        link = await HostLink.open(await handle.fanout_endpoint.remote(), self._caller)
+        old = self._links.get(name)
+        if old is not None:
+            old.close()
+        self._links[name] = link
+        return link
+
+    def _drop_link(self, name: str) -> None:
+        link = self._links.pop(name, None)
+        if link is not None:
+            link.close()
 
     def owner(self, kind: str, ident: str) -> str:
         """The host that owns the key under the current view; LookupError while there is none."""
@@ -205,14 +240,16 @@ class HostRouter:
             name = None
             try:
                 name = self.owner(kind, ident)    # again on every try: the view may have changed
-                handle = await self.handle(name)
-                results = await asyncio.wait_for(handle.call_many.remote(kind, ident, items), self.call_timeout_s)
+                link = await self.link(name)
+                results = await link.call("call_many", kind, ident, items, timeout_s=self.call_timeout_s)
                 if results and "moved" in results[0]:
                     await self._catch_up(results[0]["moved"])
                     raise _Moved()
                 return results
-            except (*_RETRYABLE, asyncio.TimeoutError, _Moved, LookupError, ValueError) as exc:
-                if isinstance(exc, ActorDiedError) and name is not None:
+            except (*_RETRYABLE, LinkBroken, asyncio.TimeoutError, _Moved, LookupError, ValueError) as exc:
+                if name is not None and (isinstance(exc, (ActorDiedError, LinkBroken)) or
+                                         (name in self._links and self._links[name].broken)):
+                    self._drop_link(name)
                     await self.refresh(name)
                 if loop.time() + delay > deadline:
                     log.warning("host %s unavailable for %s %s: %r", name, kind, ident, exc)

@@ -98,39 +98,49 @@ async def test_the_skipped_count_joins_the_workers_outcomes_in_the_tally(host, r
 
 
 class DeadPeer:
-    """A peer host whose deliver call fails, as one that is restarting."""
+    """What ray.get_actor gives for a peer host that is restarting: asking where it listens fails."""
 
-    class deliver:
+    class fanout_endpoint:
         @staticmethod
-        def remote(batch):
+        def remote():
             async def fail():
                 raise ConnectionError("peer restarting")
             return fail()
 
 
 class LivePeer:
-    def __init__(self):
-        self.batches = []
-        peer = self
+    """A peer host's handle whose endpoint is a real ActorHost's listener."""
 
-        class deliver:
+    def __init__(self, peer: ActorHost):
+        class fanout_endpoint:
             @staticmethod
-            def remote(batch):
-                async def ok():
-                    peer.batches.append(batch)
-                return ok()
-        self.deliver = deliver
+            def remote():
+                return peer.fanout_endpoint()
+        self.fanout_endpoint = fanout_endpoint
 
 
-async def test_a_peer_started_again_under_its_name_gets_the_batch_through_a_fresh_lookup(host):
+async def test_a_peer_started_again_under_its_name_gets_the_batch_through_a_fresh_lookup(host, mongo_server,
+                                                                                          redis_server):
     # The cached handle names the peer that died; the batch goes once more, to the new one.
-    fresh = LivePeer()
-    host._peers["h2"] = DeadPeer()
-    host._resolve = lambda name: host._peers.setdefault(name, fresh)
-    batch = [(["erin"], [("c1", 4, "{}", None)], job())]
-    await host._deliver_to_peer("h2", batch)
-    assert fresh.batches == [batch] and host._peers["h2"] is fresh
-    assert await settled(host) == []               # delivered: no push fallback
+    s = Settings(mongodb_uri=mongo_server.uri, mongodb_db=f"test_{uuid.uuid4().hex}",
+                 redis_url=redis_server.uri, push_enabled=False)
+    peer = ActorHost("h2", s.to_dict())
+    peer._ensure_started = lambda: None
+    try:
+        await peer.registry.call("user", "erin", "connect", ("replica-1", "sock-erin"))
+        fresh = LivePeer(peer)
+        host._peers["h2"] = DeadPeer()
+        host._resolve = lambda name: host._peers.setdefault(name, fresh)
+        batch = [(["erin"], [("c1", 4, "{}", None)], job())]
+        await host._deliver_to_peer("h2", batch)
+        assert [item[2] for item in peer.outboxes["replica-1"].items] == [4] and host._peers["h2"] is fresh
+        assert await settled(host) == []               # delivered: no push fallback
+    finally:
+        for link in host._links.values():
+            link.close()
+        peer._listener.close()
+        await peer.stores.close()
+        await peer.presence.close()
 
 
 async def test_a_failed_delivery_to_a_peer_still_enqueues_the_job_for_all_its_users(host):
