@@ -200,15 +200,14 @@ class Session:
     # ---- LIVE -------------------------------------------------------------------------
     async def _read_loop(self, writer: asyncio.Task) -> None:
         expiry = asyncio.get_running_loop().create_task(self._expire())
+        receive = None
         try:
             while True:
                 receive = asyncio.ensure_future(self._receive_text())
                 done, _ = await asyncio.wait({receive, writer, expiry}, return_when=asyncio.FIRST_COMPLETED)
                 if expiry in done:
-                    _drop(receive)
                     expiry.result()      # raises Close(1008)
                 if writer in done:
-                    _drop(receive)
                     writer.result()      # raises SlowConsumer or the send error
                     return
                 frame = self._parse(receive.result())
@@ -216,6 +215,10 @@ class Session:
                     self._dispatch(frame)
         finally:
             expiry.cancel()
+            # Also when this loop is cancelled (Serve ends the request once the client is gone):
+            # the receive then ends with the client's close, and no one would read it.
+            if receive is not None:
+                _drop(receive)
 
     async def _expire(self) -> None:
         """Close the socket when its token expires; an ``auth`` frame moves ``expires_at`` meanwhile."""

@@ -40,3 +40,35 @@ async def test_a_receive_still_waiting_is_cancelled():
     _drop(pending)
     await asyncio.sleep(0)
     assert pending.cancelled()
+
+
+async def test_a_read_loop_cancelled_while_waiting_leaves_no_unretrieved_receive():
+    """Serve cancels the request once the client is gone; the receive then ends with the close."""
+    from types import SimpleNamespace
+
+    from gateway.ws import Session
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+    closed = asyncio.Event()
+
+    async def receive_text() -> str:
+        await closed.wait()
+        raise WebSocketDisconnect(1000)
+
+    fake = SimpleNamespace(_expire=lambda: asyncio.sleep(3600), _receive_text=receive_text)
+    writer = asyncio.ensure_future(asyncio.sleep(3600))
+    try:
+        loop_task = asyncio.ensure_future(Session._read_loop(fake, writer))
+        await asyncio.sleep(0.01)
+        loop_task.cancel()
+        closed.set()                       # the client's close arrives as the request ends
+        for _ in range(5):
+            await asyncio.sleep(0)
+        del loop_task
+        gc.collect()
+    finally:
+        writer.cancel()
+        loop.set_exception_handler(None)
+    assert reported == []
