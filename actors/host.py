@@ -48,6 +48,10 @@ _HEARTBEAT_S = 15.0          # an empty batch on an idle stream, so a replica no
 _OUTBOX_CAPACITY = 100_000
 _PEER_CALL_S = 10.0         # a peer that answers no delivery this long is looked up again
 _HELLO_S = 5.0               # a fan-out connection that sends no hello this long is closed
+# Connections waiting for their hello at once. A real burst is one per gateway replica and peer
+# host; past this, new ones are closed unread, so connections that never say hello cannot pile
+# up file descriptors (each is held _HELLO_S) in a host that also holds every session's state.
+_MAX_AWAITING_HELLO = 256
 
 
 def _log_context(kind: str, ident: str) -> None:
@@ -90,6 +94,8 @@ class ActorHost:
         self._peer_wakeups: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task] = []
         self._links: dict[str, rpc.HostLink] = {}
+        self._awaiting_hello = 0
+        self.connections_refused = 0   # fan-out/call connections closed without a valid hello
         self.peer_calls_out = 0        # deliveries to other hosts: O(hosts) per event, never O(members)
         # Recipients left out of push jobs because they were online: counted with the push
         # workers' outcomes (skipped_online), added to the shared tally every few seconds.
@@ -214,6 +220,7 @@ class ActorHost:
                 "conversations": self.registry.count("conv"), "sessions": self.registry.count("user"),
                 "activations": self.registry.activations, "passivations": self.registry.passivations,
                 "mailbox_depth": self.registry.mailbox_depth(), "peer_calls_out": self.peer_calls_out,
+                "connections_refused": self.connections_refused,
                 "outboxes": {r: len(o.items) for r, o in self.outboxes.items()},
                 "view_version": self.membership.view.version, "moved_out": self.membership.moved_out}
 
@@ -363,6 +370,13 @@ class ActorHost:
         return {"host": self._address, "port": self._listener.sockets[0].getsockname()[1],
                 "token": self._token}
 
+    def _refuse(self, writer: asyncio.StreamWriter, why: str) -> None:
+        # Logged once per hundred: a port scan or a flood must not flood the log too.
+        if self.connections_refused % 100 == 0:
+            log.warning("fan-out connection refused (%d so far): %s", self.connections_refused + 1, why)
+        self.connections_refused += 1
+        writer.close()
+
     async def _serve_calls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            hello: dict[str, Any]) -> None:
         """Calls from a gateway replica or a peer host over a link of their own (actors/host_rpc.py)."""
@@ -374,12 +388,17 @@ class ActorHost:
 
     async def _serve_replica(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Write batches of (socket_ids, cid, seq, frame, forget) to one gateway replica, forever."""
+        if self._awaiting_hello >= _MAX_AWAITING_HELLO:
+            self._refuse(writer, "too many connections without a hello")
+            return
+        self._awaiting_hello += 1
         try:
             hello = await asyncio.wait_for(wire.read_hello(reader, self._token), _HELLO_S)
         except (wire.WireError, OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
-            log.warning("fan-out connection refused: %r", exc)
-            writer.close()
+            self._refuse(writer, repr(exc))
             return
+        finally:
+            self._awaiting_hello -= 1
         if hello.get("rpc") is True:
             await self._serve_calls(reader, writer, hello)
             return
