@@ -101,19 +101,24 @@ class ConversationActor:
         self._stale = False
 
     async def _replay(self, state: ConversationState) -> None:
-        """Events stored past the checkpoint: fold them in and apply their projections again."""
+        """Events stored past the checkpoint: fold them in and apply their projections again,
+        and move each sender's read cursor to their newest message among them (a sender has
+        read what they sent): the checkpoint that would have carried it may be what was lost."""
         try:
             after = state.state_seq
+            reads: dict[str, tuple[int, int]] = {}
             while True:
                 events = await self._env.events.read_after(self.cid, after, _REPLAY_PAGE)
                 for ev in events:
                     state.apply(ev)
                     await self._project_message(ev, state.e2ee)
+                    if ev["kind"] == "message":
+                        reads[ev["sender_id"]] = (ev["seq"], state.message_count)
                 if events:
                     after = events[-1]["seq"]
                 if len(events) < _REPLAY_PAGE:
                     break
-            await self._save_progress(state, None)
+            await self._save_progress(state, None, reads or None)
         except StoreError as exc:
             raise Unavailable("store unavailable") from exc
 

@@ -28,11 +28,14 @@ class Recording:
         self.saves: list[tuple[dict, dict | None]] = []
         self.full: list[bool] = []
         self.cursor_writes = 0
+        self.dead = False           # the process is dying: checkpoints never reach the store
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     async def save_progress(self, cid, progress, reads=None, *, full=True):
+        if self.dead:
+            await asyncio.Event().wait()
         self.saves.append((dict(progress), dict(reads) if reads else None))
         self.full.append(full)
         await self._inner.save_progress(cid, progress, reads, full=full)
@@ -131,3 +134,29 @@ async def test_passivation_writes_the_list_position_without_waiting_for_the_gap(
     assert loop.time() - start < 1.0
     doc = await listed(mongo_stores)
     assert doc["last_seq"] == 3 and doc["last_message"]["seq"] == 3
+
+
+async def test_a_crash_before_the_checkpoint_loses_no_sender_cursor(mongo_stores, presence):
+    """Acknowledged messages whose checkpoint never ran (the host died in between): the next
+    activation replays them, and their senders have read them, as if the checkpoint had landed."""
+    actor, rec, users = await make_actor(mongo_stores, presence, 3)
+    await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id="m0", body="hi")])
+    await settle(actor)                                  # checkpointed: seq 1, u0 read 1
+    # The crash: two more messages are stored and acknowledged, and their checkpoint dies with
+    # the process (its write never reaches the store).
+    rec.dead = True
+    out = await actor.handle_batch("send", [SendCommand(sender_id=users[1], client_msg_id="m1", body="hi"),
+                                            SendCommand(sender_id=users[0], client_msg_id="m2", body="hi")])
+    assert [ev["seq"] for ev in out] == [2, 3]
+    await asyncio.sleep(0.05)
+    actor._flusher.cancel()
+    assert (await mongo_stores.conversations.get("c1"))["state_seq"] == 1
+
+    rec.dead = False
+    again = ConversationActor("c1", actor._env)
+    await again.on_activate()                            # replays 2 and 3
+    got = await mongo_stores.conversations.get("c1")
+    assert got["state_seq"] == 3 and got["message_count"] == 3
+    assert got["reads"][users[0]] == {"seq": 3, "count": 3}
+    assert got["reads"][users[1]] == {"seq": 2, "count": 2}
+    assert users[2] not in got["reads"]
