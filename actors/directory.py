@@ -51,7 +51,7 @@ def host_handle(name: str, settings: Settings, node_id: str):
         # Hard: a host belongs to its node. Placed elsewhere it would outlive the node and
         # shift load the operator put there.
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-    ).remote(name, settings.to_dict())
+    ).remote(name, settings.to_dict(), freeze_gc=True)
 
 
 class Directory:

@@ -12,6 +12,7 @@ replicas) writes, never O(members), and no Ray call at all.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from raychat import logs
 from raychat.clock import SystemClock
 from raychat.config import Settings
 from raychat.errors import ChatError, Internal
+from raychat.gc_tuning import freeze_startup_objects
 from storage.mongo import MongoStores
 from storage.redis_store import RedisPresence
 
@@ -64,7 +66,7 @@ _LOG_FIELD = {"conv": "conversation_id", "user": "user_id"}
 
 
 class ActorHost:
-    def __init__(self, name: str, settings: dict[str, Any]):
+    def __init__(self, name: str, settings: dict[str, Any], *, freeze_gc: bool = False):
         self.name = name
         self.settings = Settings.from_dict(settings)
         s = self.settings
@@ -101,6 +103,8 @@ class ActorHost:
         # workers' outcomes (skipped_online), added to the shared tally every few seconds.
         self.push_tally = OutcomeTally(s.redis_url, timeout_s=s.store_timeout_ms / 1000) if s.push_enabled else None
         self.push_skipped = 0
+        if freeze_gc:       # a host process of its own (actors/directory.py), not a test's
+            freeze_startup_objects()
 
     # ---- lifecycle -------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -221,6 +225,7 @@ class ActorHost:
                 "activations": self.registry.activations, "passivations": self.registry.passivations,
                 "mailbox_depth": self.registry.mailbox_depth(), "peer_calls_out": self.peer_calls_out,
                 "connections_refused": self.connections_refused,
+                "gc_frozen": gc.get_freeze_count(),     # start-up's objects no collection walks
                 "outboxes": {r: len(o.items) for r, o in self.outboxes.items()},
                 "view_version": self.membership.view.version, "moved_out": self.membership.moved_out}
 
