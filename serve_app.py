@@ -22,7 +22,6 @@ from ray import serve
 from gateway.app import build_context, create_app
 from gateway.context import set_context
 from gateway.ws_compression import set_ws_compression
-from raychat.gc_tuning import freeze_startup_objects
 from raychat import logs
 from raychat.config import Settings, load_settings
 
@@ -41,7 +40,6 @@ class Gateway:
         set_context(self.ctx)
         asyncio.get_event_loop().call_soon(self.ctx.hub.start)
         asyncio.get_event_loop().call_soon(self.ctx.media.start)     # the bucket, then the sweep of stale uploads
-        freeze_startup_objects()                 # full collections skip start-up's objects
 
     async def check_health(self) -> None:
         # Serve restarts a replica whose check fails; a store outage is not the replica's fault.
