@@ -12,6 +12,8 @@ from storage.ports import ConversationStore, EventStore, MediaStore, PresenceSto
 
 log = logging.getLogger(__name__)
 
+PRESENCE_LANE = 2
+
 
 @dataclass
 class ActorEnv:
@@ -35,6 +37,11 @@ class ActorEnv:
     # Upload records (storage/ports.py MediaStore; only ``release``): a deleted message's media
     # stops being the conversation's. None: nothing to release (tests without media).
     media: MediaStore | None = None
+    # Presence changes wait here for their store query (who to tell), at most PRESENCE_LANE
+    # at a time per host: when thousands of sockets close or reconnect at once (a redeploy, a
+    # network blip), their queries would otherwise reach the store together, and every
+    # message write behind them would wait its turn with hundreds of them.
+    presence_lane: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PRESENCE_LANE))
     _tasks: set = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:

@@ -12,6 +12,7 @@ TTL the host refreshes, so a dead host's users go offline by themselves) and sen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar
 
@@ -30,7 +31,7 @@ PRESENCE_GRACE_S = 2.0
 
 class SessionActor:
     batchable: ClassVar[frozenset[str]] = frozenset()
-    __slots__ = ("uid", "_env", "connections", "online", "_grace_token")
+    __slots__ = ("uid", "_env", "connections", "online", "_grace_token", "_telling")
 
     def __init__(self, uid: str, env: ActorEnv):
         self.uid = uid
@@ -38,6 +39,7 @@ class SessionActor:
         self.connections: dict[str, frozenset[str]] = {}   # replica_id -> socket ids
         self.online = False
         self._grace_token = 0
+        self._telling: asyncio.Task | None = None   # the newest presence change being sent
 
     async def on_activate(self) -> None:
         self.connections = {}
@@ -48,10 +50,12 @@ class SessionActor:
         # could land after the new owner's online.
         if self.online and reason is not PassivationReason.MOVED:
             await self._go_offline()
+        if self._telling is not None:
+            await asyncio.wait([self._telling])
         self.connections = {}
 
     def can_passivate(self) -> bool:
-        return not self.connections and not self.online
+        return not self.connections and not self.online and self._telling is None
 
     async def handle(self, method: str, arg: Any) -> Any:
         if method == "connect":
@@ -105,11 +109,24 @@ class SessionActor:
         await self._tell_contacts("offline", iso(now))
 
     async def _tell_contacts(self, status: str, last_seen: str | None) -> None:
+        """Send the change to the direct peers, off the mailbox: a reconnect does not wait for
+        it. Each change waits for this session's previous one, so peers see them in order."""
+        self._telling = asyncio.get_running_loop().create_task(
+            self._tell(status, last_seen, self._telling))
+
+    async def _tell(self, status: str, last_seen: str | None, previous: asyncio.Task | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
         try:
-            peers = await self._env.conversations.direct_peers(self.uid)
+            async with self._env.presence_lane:
+                peers = await self._env.conversations.direct_peers(self.uid)
+            if peers:
+                frame = dumps({"type": "presence", "user_id": self.uid, "status": status, "last_seen": last_seen})
+                self._env.fanout(peers, [("", 0, frame, None)])
         except StoreError as exc:
             log.warning("presence of %s not sent: %r", self.uid, exc)
-            return
-        if peers:
-            frame = dumps({"type": "presence", "user_id": self.uid, "status": status, "last_seen": last_seen})
-            self._env.fanout(peers, [("", 0, frame, None)])
+        except Exception:                   # nobody awaits this task: a bug must still be seen
+            log.exception("presence of %s not sent", self.uid)
+        finally:
+            if self._telling is asyncio.current_task():
+                self._telling = None

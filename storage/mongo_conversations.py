@@ -40,7 +40,17 @@ DIRECT_KEY = Index(
 # Serves list_for_user's filter, sort and cursor from the index; _id breaks ties so
 # the order is total.
 BY_MEMBER = Index("members_activity", (("members", 1), ("last_activity_at", -1), ("_id", -1)))
-INDEXES = (_ID, DIRECT_KEY, BY_MEMBER)
+# Serves direct_peers, which every presence change runs. Through members_activity that query
+# read every conversation of the user, a 1,000-member group included (~1 ms of store CPU each,
+# twice the query's floor): after 1,000 sockets closed at once their offline queries held the
+# store for seconds and message writes waited behind them. Only direct conversations are in
+# this index, so a group's writes do not touch it; mongod picks it for the same query too.
+# ``direct_key`` after ``members``: create() finds the conversation of a taken direct key through
+# it. DIRECT_KEY cannot serve that read on SecantusDB (it never takes a string equality as
+# implying a ``$type`` partial filter, and scans the collection); through a member of the pair,
+# this index can, exactly.
+DIRECT_MEMBERS = Index("direct_members", (("members", 1), ("direct_key", 1)), partial={"kind": "direct"})
+INDEXES = (_ID, DIRECT_KEY, BY_MEMBER, DIRECT_MEMBERS)
 PROGRESS_INDEXES = (_ID,)
 # What the progress document holds besides ``reads``; ``last_activity_at`` there is the newest
 # activity, for the next full save, never the list position.
@@ -78,13 +88,25 @@ class MongoConversationStore:
         # (SecantusDB does not dedupe retried writes; mongod does).
         with mongo_errors(INDEXES):
             if direct_key is not None:
-                existing = await self._conversations.find_one({"direct_key": direct_key})
+                existing = await self._direct(direct_key, doc)
                 if existing is not None:
                     return _from_doc(existing), existing == mine
             existing = await self._conversations.find_one({"_id": doc["_id"]})
         if existing == mine:
             return _from_doc(existing), True
         raise DuplicateKey("conversation_id") from refused
+
+    async def _direct(self, direct_key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored conversation of ``direct_key``, read through DIRECT_MEMBERS by a member of
+        the pair (the caller's conversation has the same pair). Through DIRECT_KEY only if that
+        finds nothing: a scan on SecantusDB, for a roster or kind that no longer matches its key."""
+        members = doc.get("members") or []
+        if members and doc.get("kind") == "direct":
+            found = await self._conversations.find_one(
+                {"members": members[0], "kind": "direct", "direct_key": direct_key})
+            if found is not None:
+                return found
+        return await self._conversations.find_one({"direct_key": direct_key})
 
     async def get(self, conversation_id: str) -> Conversation | None:
         with mongo_errors(INDEXES):
@@ -96,18 +118,24 @@ class MongoConversationStore:
                             before_id: str | None = None) -> list[Conversation]:
         if limit <= 0:                       # pymongo reads limit(0) as "no limit"
             return []
-        query: dict[str, Any] = {"members": user_id}
-        if before is not None and before_id is not None:
-            # The sort's own order (time, then id): ties at a page boundary are neither lost nor repeated.
-            query["$or"] = [{"last_activity_at": {"$lt": before}},
-                            {"last_activity_at": before, "_id": {"$lt": before_id}}]
-        elif before is not None:
-            query["last_activity_at"] = {"$lt": before}
+        order = [("last_activity_at", -1), ("_id", -1)]
         with mongo_errors(INDEXES):
-            cursor = (self._conversations.find(query)
-                      .sort([("last_activity_at", -1), ("_id", -1)])
-                      .limit(limit))
-            docs = await cursor.to_list()
+            if before is not None and before_id is not None:
+                # The sort's own order (time, then id): ties at a page boundary are neither lost nor
+                # repeated. Two stages, not one filter with an $or beside members: SecantusDB scans
+                # the whole collection for that. It serves the first stage from BY_MEMBER (the
+                # member, then a range of times) and filters the rest; mongod merges the stages.
+                docs = await (await self._conversations.aggregate([
+                    {"$match": {"members": user_id, "last_activity_at": {"$lte": before}}},
+                    {"$match": {"$or": [{"last_activity_at": {"$lt": before}}, {"_id": {"$lt": before_id}}]}},
+                    {"$sort": dict(order)},
+                    {"$limit": limit},
+                ])).to_list()
+            else:
+                query: dict[str, Any] = {"members": user_id}
+                if before is not None:
+                    query["last_activity_at"] = {"$lt": before}
+                docs = await self._conversations.find(query).sort(order).limit(limit).to_list()
             progress = {p["_id"]: p for p in await self._progress.find(
                 {"_id": {"$in": [d["_id"] for d in docs]}}).to_list()} if docs else {}
         return [_from_doc(merged(doc, progress.get(doc["_id"]))) for doc in docs]

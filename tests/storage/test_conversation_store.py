@@ -248,6 +248,21 @@ class TestMongoConversationStore(ConversationStoreContract):
         assert (got["state_seq"], got["message_count"]) == (5, 5)
         assert ids(await conversations.list_for_user("alice", None, 10)) == ["c1"]
 
+    async def test_direct_peers_reads_only_direct_conversations(self, conversations, mongo_stores):
+        # Presence changes run this query; through the member index it would fetch every group
+        # of the user (a 1,000-member document each) only to drop it.
+        await conversations.create(conversation("d1", members=("alice", "bob"), kind="direct"), direct_key="a:b")
+        await conversations.create(conversation("g1", members=("alice", *(f"m{i}" for i in range(50)))))
+        await conversations.create(conversation("g2", members=("alice", "dave")))
+        raw = mongo_stores.conversations._conversations
+        plan = await raw.find({"members": "alice", "kind": "direct"}, {"members": 1}).explain()
+        assert "'indexName': 'direct_members'" in str(plan["queryPlanner"]["winningPlan"])
+        stats = await raw.database.command(
+            "explain", {"find": raw.name, "filter": {"members": "alice", "kind": "direct"}},
+            verbosity="executionStats")
+        assert stats["executionStats"]["totalDocsExamined"] == 1
+        assert await conversations.direct_peers("alice") == ["bob"]
+
     async def test_cursors_and_checkpoints_of_an_older_deployment_merge_with_the_new_ones(
             self, conversations, mongo_stores):
         # Before the split, the checkpoint and cursors lived in the conversation document.
