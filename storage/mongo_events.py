@@ -165,9 +165,29 @@ class MongoEventStore:
             return await self._events.find_one({"conversation_id": conversation_id, "seq": seq}, _AS_READ)
 
     async def count_messages_after(self, conversation_id: str, after_seq: int) -> int:
+        # Two stages, as _search_pipeline: SecantusDB serves the first one from SEQ (the events
+        # after the cursor, what there is to count), where it served the one filter with ``kind``
+        # beside the range by reading every event of the conversation. mongod merges the stages.
         with mongo_errors(INDEXES):
-            return await self._events.count_documents(
-                {"conversation_id": conversation_id, "seq": {"$gt": after_seq}, "kind": "message"})
+            cursor = await self._events.aggregate([
+                {"$match": {"conversation_id": conversation_id, "seq": {"$gt": after_seq}}},
+                {"$match": {"kind": "message"}},
+                {"$count": "n"},
+            ])
+            counted = await cursor.to_list()
+        return counted[0]["n"] if counted else 0
+
+    async def _event_id(self, conversation_id: str, seq: int) -> ObjectId | None:
+        """The ``_id`` of event ``seq``, read by SEQ's whole key.
+
+        The projections below find their event by it and then write it by ``_id`` and their
+        conditions. In one filter, those conditions beside (conversation_id, seq) made SecantusDB
+        serve the write from the conversation_id prefix alone, reading every event of the
+        conversation (a reaction in a long chat read all of it); mongod needs no such help.
+        An event's ``_id`` never changes, so the two steps write the same event as one would."""
+        with mongo_errors(INDEXES):
+            doc = await self._events.find_one({"conversation_id": conversation_id, "seq": seq}, {"_id": 1})
+        return doc["_id"] if doc else None
 
     # Projections: each is idempotent, so replaying an event after a crash changes nothing twice,
     # and a write whose reply was lost is simply sent again (``resending``).
@@ -180,16 +200,24 @@ class MongoEventStore:
             update["$set"]["terms"] = list(terms)
         else:
             update["$unset"] = {"terms": ""}
+        event_id = await self._event_id(conversation_id, seq)
+        if event_id is None:
+            return
+        # "Not edited later than this edit": no edit yet, or an older one. One predicate, never an
+        # $or (SecantusDB scans the whole collection for an $or beside other fields); "not > t"
+        # also matches a message without edited_at.
         await resending(lambda: self._events.update_one(
-            {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True},
-             "$or": [{"edited_at": {"$exists": False}}, {"edited_at": {"$lte": edited_at}}]},
+            {"_id": event_id, "kind": "message", "deleted": {"$ne": True},
+             "edited_at": {"$not": {"$gt": edited_at}}},
             update), self._timeout_s, INDEXES)
 
     async def erase_message(self, conversation_id: str, seq: int) -> None:
-        await resending(lambda: self._events.update_one(
-            {"conversation_id": conversation_id, "seq": seq, "kind": "message"},
-            {"$set": {"deleted": True},
-             "$unset": {"body": "", "attachments": "", "reactions": "", "terms": ""}}), self._timeout_s, INDEXES)
+        event_id = await self._event_id(conversation_id, seq)
+        if event_id is not None:
+            await resending(lambda: self._events.update_one(
+                {"_id": event_id, "kind": "message"},
+                {"$set": {"deleted": True},
+                 "$unset": {"body": "", "attachments": "", "reactions": "", "terms": ""}}), self._timeout_s, INDEXES)
         # The edits carried the text too: a deleted message leaves no copy of its body.
         await resending(lambda: self._events.update_many(
             {"conversation_id": conversation_id, "kind": "edit", "target_seq": seq},
@@ -204,8 +232,11 @@ class MongoEventStore:
     async def set_reaction(self, conversation_id: str, seq: int, user_id: str, emoji: str, on: bool) -> None:
         entry = {"emoji": emoji, "user_id": user_id}
         op = {"$addToSet": {"reactions": entry}} if on else {"$pull": {"reactions": entry}}
+        event_id = await self._event_id(conversation_id, seq)
+        if event_id is None:
+            return
         await resending(lambda: self._events.update_one(
-            {"conversation_id": conversation_id, "seq": seq, "kind": "message", "deleted": {"$ne": True}}, op),
+            {"_id": event_id, "kind": "message", "deleted": {"$ne": True}}, op),
             self._timeout_s, INDEXES)
 
     async def messages_before(self, conversation_id: str, before_seq: int | None, limit: int) -> list[Event]:

@@ -1,7 +1,7 @@
 """KeyStore on MongoDB: bundles keyed by user, one document per one-time prekey.
 
-A prekey is claimed with one findAndModify that sets ``claimed_at`` on an unclaimed
-one; the server applies it atomically to a single document, so two callers can never
+A prekey is claimed with a conditional update that sets ``claimed_at`` on one still
+unclaimed; the server applies it atomically to a single document, so two callers can never
 take the same prekey (on both mongod and SecantusDB). Claimed prekeys are kept, not
 deleted: the unique index on (user_id, identity, key_id) then also refuses a re-upload
 of a key_id that was already handed out, so a retried upload can never put a used
@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Sequence
 
 from bson.errors import BSONError
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -37,6 +36,9 @@ PREKEY = Index("user_identity_key_id", (("user_id", 1), ("identity", 1), ("key_i
 # has to step over the claimed prekeys a long-lived user accumulates.
 UNCLAIMED = Index("user_identity_claimed", (("user_id", 1), ("identity", 1), ("claimed_at", 1), ("key_id", 1)))
 PREKEY_INDEXES = (PREKEY, UNCLAIMED)
+# How many of the lowest unclaimed prekeys one read fetches for claim_prekey to try in turn:
+# enough that concurrent claims of one user's prekeys rarely need a second read.
+_CLAIM_CANDIDATES = 8
 
 
 def identity_tag(identity_key: str) -> str:
@@ -91,15 +93,26 @@ class MongoKeyStore:
             raise translate(exc, PREKEY_INDEXES) from exc
 
     async def claim_prekey(self, user_id: str, identity_key: str, at: datetime) -> OneTimePrekey | None:
-        with mongo_errors(PREKEY_INDEXES):
-            doc = await self._prekeys.find_one_and_update(
-                {"user_id": user_id, "identity": identity_tag(identity_key), "claimed_at": None},
-                {"$set": {"claimed_at": at}},
-                sort=[("key_id", 1)],
-                projection={"_id": 0, "key_id": 1, "public_key": 1},
-                return_document=ReturnDocument.BEFORE,
-            )
-        return doc
+        # A read of the lowest unclaimed prekeys, then a claim of one by UNCLAIMED's whole key; not
+        # one findAndModify: SecantusDB writes a findAndModify by re-checking its filter as
+        # {_id, $and: [filter]}, which scans the whole collection, and claimed prekeys are kept
+        # forever. A claim that matches nothing lost its prekey to a concurrent caller (or to this
+        # call's own write, re-sent after a lost reply: that prekey stays claimed and unreturned,
+        # which "at most once" allows), so the next candidate is tried.
+        unclaimed = {"user_id": user_id, "identity": identity_tag(identity_key), "claimed_at": None}
+        while True:
+            with mongo_errors(PREKEY_INDEXES):
+                candidates = await (self._prekeys.find(unclaimed, {"_id": 0, "key_id": 1, "public_key": 1})
+                                    .sort("key_id", 1).limit(_CLAIM_CANDIDATES).to_list())
+            if not candidates:
+                return None
+            for prekey in candidates:
+                with mongo_errors(PREKEY_INDEXES):
+                    result = await self._prekeys.update_one({**unclaimed, "key_id": prekey["key_id"]},
+                                                            {"$set": {"claimed_at": at}})
+                if result.matched_count:
+                    return prekey
+            # Every candidate went to concurrent callers, each of whom took one: read again.
 
     async def count_prekeys(self, user_id: str, identity_key: str) -> int:
         with mongo_errors(PREKEY_INDEXES):

@@ -1,9 +1,9 @@
 """RefreshTokenStore on MongoDB: one document per token, ``token_hash`` stored as ``_id``.
 
-Spending is a single ``findAndModify`` whose filter is the whole "is it live?" question, so the
-check and the change are one atomic step on the server: two requests racing with one token
-cannot both win. A TTL index deletes each token once it has expired; until then spent and
-revoked tokens stay, so a reused token is still recognised.
+Spending is a single conditional update whose filter is the whole "is it live and unspent?"
+question, so the check and the change are one atomic step on the server: two requests racing
+with one token cannot both win. A TTL index deletes each token once it has expired; until then
+spent and revoked tokens stay, so a reused token is still recognised.
 """
 
 from __future__ import annotations
@@ -54,18 +54,19 @@ class MongoRefreshTokenStore:
         return rename(doc, "_id", "token_hash") if doc else None
 
     async def spend(self, token_hash: str, successor_hash: str, at: datetime) -> bool:
-        live_or_resent = {
-            "_id": token_hash,
-            "revoked": False,
-            "expires_at": {"$gt": at},
-            # A resend of the winning call finds its own mark; any other caller finds it spent.
-            "$or": [{"spent": False}, {"replaced_by": successor_hash}],
-        }
+        # An update, then only if it matched nothing a read; not one findAndModify with an $or of
+        # "unspent" and "spent by this very call". SecantusDB scans the whole collection for an $or
+        # beside _id, and for the write of every findAndModify with a filter (it re-checks the
+        # filter as {_id, $and: [filter]}); it reads each step here by _id alone.
+        live = {"_id": token_hash, "revoked": False, "expires_at": {"$gt": at}}
         with mongo_errors(INDEXES):
-            before = await self._tokens.find_one_and_update(
-                live_or_resent, {"$set": {"spent": True, "replaced_by": successor_hash}},
-                projection={"_id": 1})
-        return before is not None
+            result = await self._tokens.update_one({**live, "spent": False},
+                                                   {"$set": {"spent": True, "replaced_by": successor_hash}})
+            if result.matched_count:
+                return True
+            # A resend of the winning call (its reply was lost) finds its own mark; any other
+            # caller finds the token spent by someone else.
+            return await self._tokens.find_one({**live, "replaced_by": successor_hash}, {"_id": 1}) is not None
 
     async def revoke_family(self, family_id: str) -> int:
         with mongo_errors(INDEXES):

@@ -256,11 +256,8 @@ class TestMongoConversationStore(ConversationStoreContract):
         await conversations.create(conversation("g2", members=("alice", "dave")))
         raw = mongo_stores.conversations._conversations
         plan = await raw.find({"members": "alice", "kind": "direct"}, {"members": 1}).explain()
+        # The plan, not executionStats: SecantusDB reports docs examined = returned for any index scan.
         assert "'indexName': 'direct_members'" in str(plan["queryPlanner"]["winningPlan"])
-        stats = await raw.database.command(
-            "explain", {"find": raw.name, "filter": {"members": "alice", "kind": "direct"}},
-            verbosity="executionStats")
-        assert stats["executionStats"]["totalDocsExamined"] == 1
         assert await conversations.direct_peers("alice") == ["bob"]
 
     async def test_cursors_and_checkpoints_of_an_older_deployment_merge_with_the_new_ones(

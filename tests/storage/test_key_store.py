@@ -110,7 +110,7 @@ class TestMongoKeyStore(KeyStoreContract):
                                                                              mongo_faults):
         store = faulty_mongo_stores.keys
         await store.add_prekeys("alice", IK, prekeys(1, 2, 3))
-        await mongo_faults.lose_next_reply("findAndModify")
+        await mongo_faults.lose_next_reply("update")
         first = await store.claim_prekey("alice", IK, T0)
         rest = [await store.claim_prekey("alice", IK, T0) for _ in range(3)]
         handed = [k for k in (first, *rest) if k is not None]

@@ -142,6 +142,6 @@ class TestMongoRefreshTokenStore(RefreshTokenStoreContract):
     async def test_spend_resent_after_a_lost_reply_still_wins(self, faulty_mongo_stores, mongo_faults):
         store = faulty_mongo_stores.refresh_tokens
         await store.insert(token())
-        await mongo_faults.lose_next_reply("findAndModify")
+        await mongo_faults.lose_next_reply("update")
         assert await store.spend("h1", "h2", T0) is True
         assert await store.get("h1") == stored(spent=True, replaced_by="h2")
