@@ -85,12 +85,15 @@ class ConversationActor:
     async def on_activate(self) -> None:
         env = self._env
         try:
-            conv, last = await asyncio.gather(env.conversations.get(self.cid), env.events.last_seq(self.cid))
+            conv = await env.conversations.get(self.cid)
+            if conv is None:
+                raise NotFound("no such conversation")
+            state_seq = conv.get("state_seq", 0)
+            # After the checkpoint, not in parallel with its read: the log is then read from the
+            # checkpoint up, not whole (a sorted read of it on SecantusDB costs its length).
+            last = await env.events.last_seq(self.cid, at_least=state_seq)
         except StoreError as exc:
             raise Unavailable("store unavailable") from exc
-        if conv is None:
-            raise NotFound("no such conversation")
-        state_seq = conv.get("state_seq", 0)
         state = ConversationState(self.cid, Roster(conv["kind"], list(conv["members"]), conv.get("roles") or {}),
                                   state_seq, env.dedupe_window, title=conv.get("title"),
                                   e2ee=bool(conv.get("e2ee")), state_seq=state_seq,

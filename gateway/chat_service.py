@@ -197,23 +197,33 @@ class ChatService:
             raise NotFound("no such conversation") from None
 
     async def events_after(self, user_id: str, cid: str, after_seq: int, limit: int) -> dict[str, Any]:
-        await self.member_conversation(user_id, cid)
+        conv = await self.member_conversation(user_id, cid)
         # The resume feed hides what a member removed and added back missed while out, as the
         # socket's replay does; a page keeps scanning past hidden events so it is never empty
         # while visible ones remain (a client pages with the last seq it was given).
         events: list[dict] = []
         after, more = after_seq, True
+        # A seq known to be stored (the checkpoint, or the newest event read): last_seq reads
+        # only above it. Never the client's after_seq, which may lie past the end.
+        stored = conv.get("last_seq") or 0
         while more and len(events) <= limit:
-            found, after, more = await self.read_visible(user_id, cid, after, limit + 1 - len(events))
+            found, scanned, more = await self.read_visible(user_id, cid, after, limit + 1 - len(events))
+            if scanned > after:
+                stored = max(stored, scanned)
+            after = scanned
             events += found
         async with store_errors():
-            last = await self.stores.events.last_seq(cid)
+            last = await self.stores.events.last_seq(cid, at_least=stored)
         return {"events": [event_to_wire(e) for e in events[:limit]], "last_seq": last,
                 "has_more": len(events) > limit or more}
 
     async def history(self, user_id: str, cid: str, before_seq: int | None, limit: int) -> dict[str, Any]:
-        await self.member_conversation(user_id, cid)
+        conv = await self.member_conversation(user_id, cid)
         async with store_errors():
+            if before_seq is None:
+                # The newest page starts above the last stored seq; the checkpoint says where
+                # to look for it, so the store reads only the few seqs past it.
+                before_seq = await self.stores.events.last_seq(cid, at_least=conv.get("last_seq") or 0) + 1
             msgs = await self.stores.events.messages_before(cid, before_seq, limit + 1)
         return {"messages": [event_to_wire(m) for m in msgs[:limit]], "has_more": len(msgs) > limit}
 

@@ -56,8 +56,10 @@ class EventStore(Protocol):
         are never deduplicated.
         """
 
-    async def last_seq(self, conversation_id: str) -> int:
-        """The highest stored seq of the conversation, 0 if it has none."""
+    async def last_seq(self, conversation_id: str, at_least: int = 0) -> int:
+        """The highest stored seq of the conversation above ``at_least``, else ``at_least`` (0:
+        none stored). A caller that knows events up to a seq were stored (a checkpoint, a page it
+        read) passes it, and only what lies above is read."""
 
     async def read_after(self, conversation_id: str, after_seq: int, limit: int) -> list[Event]:
         """Up to ``limit`` events with seq > after_seq, ascending."""

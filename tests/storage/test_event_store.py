@@ -136,6 +136,25 @@ class EventStoreContract:
         assert (await events.get("c1", 2))["seq"] == 2
         assert await events.get("c1", 3) is None
 
+    async def test_last_seq_at_least_reads_above_a_seq_known_to_be_stored(self, events):
+        await events.append([event(1), event(2), event(3)])
+        assert await events.last_seq("c1", at_least=1) == 3
+        assert await events.last_seq("c1", at_least=3) == 3
+        # Nothing above it: the caller's seq stands (it knows that one was stored).
+        assert await events.last_seq("c1", at_least=5) == 5
+
+    async def test_messages_before_pages_through_sparse_messages_and_a_deleted_prefix(self, events):
+        # Messages at every 7th seq among other events, the first 30 seqs gone (retention):
+        # each page is what one query over the whole log would give, wherever it starts.
+        log = [event(n) if n % 7 == 0 else {**event(n), "kind": "reaction", "target_seq": n - 1, "emoji": "+1",
+                                             "on": True} for n in range(31, 401)]
+        await events.append(log)
+        everything = [n for n in range(400, 30, -1) if n % 7 == 0]
+        for before, limit in ((401, 5), (401, 1), (380, 3), (100, 20), (35, 2), (10**9, 4), (1, 5)):
+            want = [n for n in everything if n < before][:limit]
+            assert seqs(await events.messages_before("c1", before, limit)) == want, (before, limit)
+        assert seqs(await events.messages_before("c1", None, 3)) == everything[:3]
+
     async def test_messages_before_and_count_skip_other_kinds(self, events):
         await events.append([event(1), {**event(2), "kind": "member_added", "user_ids": ["u9"]}, event(3)])
         assert seqs(await events.messages_before("c1", None, 10)) == [3, 1]
@@ -192,6 +211,30 @@ class TestMongoEventStore(EventStoreContract):
     @pytest.fixture
     def events(self, mongo_stores):
         return mongo_stores.events
+
+    async def test_history_and_last_seq_read_a_window_not_the_whole_log(self, events, mongo_stores):
+        # SecantusDB reads the whole index range of a sorted, limited query, so what bounds a
+        # read's cost is the seq range it asks for: a history page or a last_seq after a
+        # checkpoint must not ask for the conversation's whole log (10,000 events: 250 ms).
+        await events.append([event(n) for n in range(1, 2001)])
+        db = mongo_stores.events._events.database
+
+        async def lowest_seq_asked(read):
+            await db["system.profile"].drop()
+            await db.command("profile", 2)
+            try:
+                result = await read()
+            finally:
+                await db.command("profile", 0)
+            asked = [e["command"]["filter"] async for e in db["system.profile"].find({"op": "query"})]
+            assert asked and all(f["conversation_id"] == "c1" for f in asked), asked
+            return result, min(f.get("seq", {}).get("$gte", f.get("seq", {}).get("$gt", 0)) for f in asked)
+
+        page, lowest = await lowest_seq_asked(lambda: events.messages_before("c1", 1501, 20))
+        assert seqs(page) == list(range(1500, 1480, -1))
+        assert lowest >= 1400                       # two windows at most, not seq 1 up
+        last, lowest = await lowest_seq_asked(lambda: events.last_seq("c1", at_least=1990))
+        assert last == 2000 and lowest >= 1990
 
     async def test_append_resent_after_a_lost_reply_stores_each_event_once(self, faulty_mongo_stores, mongo_faults):
         """The driver re-sends an insert whose reply was lost: no error, no duplicate."""
