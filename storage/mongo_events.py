@@ -55,7 +55,11 @@ ATTACHMENTS = Index("attachments_conversation", (("attachments", 1), ("conversat
 # role_changed) are in it, so a message's insert does not touch it.
 MEMBERSHIP = Index("user_ids_conversation_seq", (("user_ids", 1), ("conversation_id", 1), ("seq", -1)),
                    partial={"user_ids": {"$gte": ""}})
-INDEXES = (_ID, SEQ, CLIENT_MSG, SEARCH, ATTACHMENTS, MEMBERSHIP)
+# The edits of a message, which its delete strips of their copies of the text. Only edits are
+# in it; without it the delete read every event of the conversation (SecantusDB served
+# ``target_seq`` beside conversation_id from SEQ's prefix).
+EDITS = Index("edits_conversation_target", (("conversation_id", 1), ("target_seq", 1)), partial={"kind": "edit"})
+INDEXES = (_ID, SEQ, CLIENT_MSG, SEARCH, ATTACHMENTS, MEMBERSHIP, EDITS)
 # How many seqs the first window of a history page spans, as a multiple of the page: SecantusDB
 # reads a whole index range before it sorts and limits (mongod stops at the limit), so a page is
 # read as windows of seq below ``before_seq``, each twice the last, never the conversation whole.

@@ -236,6 +236,16 @@ class TestMongoEventStore(EventStoreContract):
         last, lowest = await lowest_seq_asked(lambda: events.last_seq("c1", at_least=1990))
         assert last == 2000 and lowest >= 1990
 
+    async def test_a_delete_reaches_the_messages_edits_through_their_own_index(self, events, mongo_stores):
+        # Not through SEQ's conversation_id prefix: that read every event of the conversation.
+        await events.append([event(1), {**event(2), "kind": "edit", "target_seq": 1, "body": "v2"}, event(3)])
+        raw = mongo_stores.events._events
+        plan = await raw.find({"conversation_id": "c1", "kind": "edit", "target_seq": 1}).explain()
+        assert "'indexName': 'edits_conversation_target'" in str(plan["queryPlanner"]["winningPlan"])
+        await events.erase_message("c1", 1)
+        edit = await raw.find_one({"conversation_id": "c1", "seq": 2})
+        assert "body" not in edit and edit["target_seq"] == 1
+
     async def test_append_resent_after_a_lost_reply_stores_each_event_once(self, faulty_mongo_stores, mongo_faults):
         """The driver re-sends an insert whose reply was lost: no error, no duplicate."""
         store = faulty_mongo_stores.events
