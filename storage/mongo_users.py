@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.errors import DuplicateKey, StoreRejected
@@ -53,13 +52,15 @@ class MongoUserStore:
             raise StoreRejected(f"not profile fields: {', '.join(refused)}")
         if not changes:
             return await self.by_id(user_id)
-        # One findAndModify: the answer is the document this write produced, not a later read
-        # that a concurrent update could have changed. A $set re-sent after a lost reply
-        # writes the same values again, so a retry is harmless.
+        # An update, then a read by _id; not one findAndModify: SecantusDB writes a findAndModify
+        # through {_id, $and: [filter]}, a scan of every user, so each profile change held the
+        # store for as long as the user base is large (tests/storage/test_query_plans.py). A $set
+        # re-sent after a lost reply writes the same values again, so a retry is harmless.
         with mongo_errors(INDEXES):
-            doc = await self._users.find_one_and_update({"_id": user_id}, {"$set": dict(changes)},
-                                                        return_document=ReturnDocument.AFTER)
-        return rename(doc, "_id", "user_id") if doc else None
+            result = await self._users.update_one({"_id": user_id}, {"$set": dict(changes)})
+        if not result.matched_count:
+            return None
+        return await self.by_id(user_id)
 
     async def _one(self, query: dict[str, Any]) -> User | None:
         with mongo_errors(INDEXES):

@@ -167,8 +167,9 @@ class UserStore(Protocol):
         """The user, or None."""
 
     async def update_profile(self, user_id: str, changes: dict[str, Any]) -> User | None:
-        """Set the fields in ``changes`` and return the user as stored afterwards, in one
-        atomic step; None (and nothing written) if there is no such user. Only
+        """Set the fields in ``changes`` and return the user as stored afterwards (a concurrent
+        change of the same user may show in it); None (and nothing written) if there is no
+        such user. Only
         ``PROFILE_FIELDS`` may be changed: any other key raises ``StoreRejected`` and
         nothing is written. Empty ``changes`` returns the user unchanged."""
 

@@ -35,10 +35,7 @@ COLLSCAN = "COLLSCAN"
 
 # The adapter calls that may scan a whole collection, each with why. Keep it short: an entry
 # here is a cost that grows with the collection, paid on every call.
-ALLOWED: dict[str, str] = {
-    "users.update_profile": "findAndModify (the port's atomic post-image): SecantusDB writes it through "
-                            "{_id, $and: [filter]}, a scan of users; a rare request",
-}
+ALLOWED: dict[str, str] = {}
 
 
 def conversation(cid: str, members: list[str], kind: str = "group", at: datetime = T0) -> dict[str, Any]:
