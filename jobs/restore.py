@@ -36,6 +36,7 @@ from jobs.files import Location, destination, location
 from jobs.mongo_source import MongoTarget
 from storage.mongo import MongoStores
 from storage.mongo_common import DUPLICATE_KEY
+from storage.mongo_events import RETIRED
 
 
 INSERT_BATCH = 1000
@@ -129,7 +130,9 @@ def run(target: MongoTarget, source: Location, force: bool) -> dict[str, Any]:
     asyncio.run(_ensure_indexes(target))
     with target.database() as db:
         for name, c in collections.items():
-            present = {i["name"] for i in db[name].list_indexes()}
+            # An index a newer release replaced (a backup of the release before lists it) is not
+            # built again: its successor is in ``present``.
+            present = {i["name"] for i in db[name].list_indexes()} | set(RETIRED)
             models = index_models(c["indexes"], skip=present)
             if models:
                 db[name].create_indexes(models)

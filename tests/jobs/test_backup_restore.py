@@ -78,6 +78,26 @@ def test_backup_then_restore_gives_back_the_same_database(jobs_ray, job_env, cap
 
 
 @pytest.mark.e2e
+def test_a_backup_of_the_release_before_restores_without_its_retired_index(jobs_ray, job_env, capsys):
+    # That release's events carried the unique client_msg_id index filtered on $type, which
+    # SecantusDB never reads: the restore builds its successor (ensure_indexes), not it again.
+    with MongoClient(job_env.mongo_uri) as client:
+        events = client[job_env.db]["events"]
+        events.drop_index("conversation_sender_client_msg_id")
+        events.create_index([("conversation_id", 1), ("sender_id", 1), ("client_msg_id", 1)],
+                            name="conversation_sender_client_msg", unique=True,
+                            partialFilterExpression={"client_msg_id": {"$type": "string"}})
+    where = f"s3://{job_env.out_bucket}/backups/before"
+    assert backup.main(["--out", where]) == 0
+    target = f"restored_{uuid.uuid4().hex[:8]}"
+    assert restore.main(["--from", where, "--db", target]) == 0
+    capsys.readouterr()
+    names = set(indexes(job_env.mongo_uri, target)["events"])
+    assert "conversation_sender_client_msg_id" in names
+    assert "conversation_sender_client_msg" not in names
+
+
+@pytest.mark.e2e
 def test_restore_refuses_a_path_without_a_finished_backup(jobs_ray, job_env, capsys):
     job_env.s3.put_object(job_env.out_bucket, "backups/half/events/part.jsonl", *_bytes(b"{}\n"))
     for where in ("backups/half", "backups/none"):

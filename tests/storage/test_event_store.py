@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from storage.errors import DuplicateEvent, StoreUnavailable
+from storage.mongo import MongoStores
 from storage.ports import EventStore
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)   # ms precision: stores keep ms
@@ -245,6 +248,38 @@ class TestMongoEventStore(EventStoreContract):
         await events.erase_message("c1", 1)
         edit = await raw.find_one({"conversation_id": "c1", "seq": 2})
         assert "body" not in edit and edit["target_seq"] == 1
+
+    async def test_a_retried_sends_lookup_reads_its_own_index(self, events, mongo_stores):
+        # Not through SEQ's conversation_id prefix: SecantusDB never reads a ``$type`` partial
+        # index, so the lookup read every event of the conversation (412 ms at 20,000 events).
+        await events.append([event(1, client_msg_id="a"), event(2), event(3, client_msg_id="b")])
+        raw = mongo_stores.events._events
+        plan = await raw.find({"conversation_id": "c1", "sender_id": "u1", "client_msg_id": "b"}).explain()
+        assert "'indexName': 'conversation_sender_client_msg_id'" in str(plan["queryPlanner"]["winningPlan"])
+        assert (await events.find_client_msg("c1", "u1", "b"))["seq"] == 3
+
+    async def test_an_upgrade_replaces_the_type_filtered_index_and_keeps_ids_unique(self, mongo_server):
+        # A store of the release before: its unique index filtered on ``$type: "string"``.
+        stores = MongoStores(mongo_server.uri, f"test_{uuid.uuid4().hex}")
+        try:
+            raw = stores.events._events
+            await raw.create_index([("conversation_id", 1), ("sender_id", 1), ("client_msg_id", 1)],
+                                   name="conversation_sender_client_msg", unique=True,
+                                   partialFilterExpression={"client_msg_id": {"$type": "string"}})
+            await stores.events.append([event(1, client_msg_id="a"), event(2), event(3)])
+            # Two hosts start at once: both build the new index, one drops the old, neither fails.
+            await asyncio.gather(stores.ensure_indexes(), stores.ensure_indexes())
+            names = {index["name"] async for index in await raw.list_indexes()}
+            assert "conversation_sender_client_msg_id" in names
+            assert "conversation_sender_client_msg" not in names
+            with pytest.raises(DuplicateEvent) as caught:
+                await stores.events.append([event(4, client_msg_id="a")])
+            assert caught.value.key == "client_msg_id"
+            await stores.events.append([event(4), event(5)])          # ids of None still coexist
+            assert (await stores.events.find_client_msg("c1", "u1", "a"))["seq"] == 1
+            await stores.ensure_indexes()                              # and the next start is a no-op
+        finally:
+            await stores.close()
 
     async def test_append_resent_after_a_lost_reply_stores_each_event_once(self, faulty_mongo_stores, mongo_faults):
         """The driver re-sends an insert whose reply was lost: no error, no duplicate."""
