@@ -24,6 +24,7 @@ from gateway.context import set_context
 from gateway.ws_compression import set_ws_compression
 from raychat import logs
 from raychat.config import Settings, load_settings
+from raychat.ingress import behind_haproxy, watch_cluster_nodes
 
 api = create_app()
 
@@ -40,6 +41,9 @@ class Gateway:
         set_context(self.ctx)
         asyncio.get_event_loop().call_soon(self.ctx.hub.start)
         asyncio.get_event_loop().call_soon(self.ctx.media.start)     # the bucket, then the sweep of stale uploads
+        if behind_haproxy():
+            # Which peers are HAProxy (of any node), so the client address they forward is believed.
+            self._nodes = asyncio.get_event_loop().create_task(watch_cluster_nodes())
 
     async def check_health(self) -> None:
         # Serve restarts a replica whose check fails; a store outage is not the replica's fault.

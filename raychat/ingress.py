@@ -17,12 +17,13 @@ driver whose ``ray.init`` starts a local cluster), not only in the application's
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
 import resource
 import socket
-from typing import Literal
+from typing import Callable, Literal
 
 log = logging.getLogger("raychat.ingress")
 
@@ -33,6 +34,7 @@ Ingress = Literal["haproxy", "proxy"]
 FDS_PER_CONNECTION = 2.5
 FD_RESERVE = 200
 HAPROXY_BUFSIZE = 65_536
+CLUSTER_NODES_EVERY_S = 10.0
 
 
 def haproxy_binary() -> str | None:
@@ -141,15 +143,60 @@ def serve_env(ingress: Ingress, *, max_conn: int = 100_000, stats_port: int | No
     return "haproxy", env
 
 
+def behind_haproxy() -> bool:
+    return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
 @functools.cache
-def front_door_addresses() -> frozenset[str]:
-    """The addresses a replica sees HAProxy connect from (this machine's own), or none when
-    Serve's proxy is the front door (it hands replicas the client's address itself)."""
-    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
-        return frozenset()
+def _this_machine() -> frozenset[str]:
     found = {"127.0.0.1", "::1"}
     try:
         found.update(socket.gethostbyname_ex(socket.gethostname())[2])
     except OSError:
         pass
     return frozenset(found)
+
+
+# The other nodes of the Ray cluster, as last read by watch_cluster_nodes: HAProxy on every node
+# forwards to the replicas of every node (Serve routes a remote replica by its node's address),
+# so a replica also sees the HAProxy of another node as its peer.
+_cluster_nodes: frozenset[str] = frozenset()
+
+
+def front_door_addresses() -> frozenset[str]:
+    """The addresses a replica sees HAProxy connect from (this machine's and the cluster's other
+    nodes'), or none when Serve's proxy is the front door (it hands replicas the client's
+    address itself)."""
+    if not behind_haproxy():
+        return frozenset()
+    return _this_machine() | _cluster_nodes
+
+
+def set_cluster_nodes(addresses: frozenset[str]) -> None:
+    global _cluster_nodes
+    _cluster_nodes = frozenset(addresses)
+
+
+def ray_node_addresses() -> frozenset[str]:
+    """The addresses of the Ray cluster's live nodes (a call to the GCS; blocks)."""
+    import ray
+    return frozenset(node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive"))
+
+
+async def watch_cluster_nodes(read: Callable[[], frozenset[str]] = ray_node_addresses,
+                              every_s: float = CLUSTER_NODES_EVERY_S) -> None:
+    """Keep front_door_addresses() in step with the cluster's nodes, forever.
+
+    Without it, a client whose connection HAProxy on another node forwarded here would be that
+    node's address: every client of that node one address to the per-IP limits, so one client's
+    failed logins would lock out all of them. A node that joined is known within ``every_s``;
+    until then its clients are its address, as before. Anything that can reach a replica's port
+    from a node of the cluster is trusted to write X-Forwarded-For, as on this machine: a Ray
+    cluster is one trust domain (any of its nodes can run code on the others).
+    """
+    while True:
+        try:
+            set_cluster_nodes(await asyncio.to_thread(read))
+        except Exception as exc:       # the GCS is away: keep the last list, try again later
+            log.warning("could not read the cluster's nodes: %s", exc)
+        await asyncio.sleep(every_s)

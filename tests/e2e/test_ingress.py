@@ -8,7 +8,7 @@ import psutil
 import pytest
 import websockets
 
-from raychat.ingress import free_port_window, haproxy_binary, max_connections, serve_env
+from raychat.ingress import free_port_window, haproxy_binary, max_connections, ray_node_addresses, serve_env
 from tests.chat_client import register
 
 
@@ -34,6 +34,12 @@ async def test_a_websocket_through_the_front_door_speaks_the_protocol(raychat, h
         assert welcome["type"] == "welcome"
         await ws.send(json.dumps({"type": "ping", "id": "p1"}))
         assert json.loads(await ws.recv())["type"] == "pong"
+
+
+def test_the_front_door_watcher_reads_this_cluster_s_nodes(raychat):
+    import ray
+    # The list a replica keeps of the nodes whose HAProxy may forward to it (gateway/edge.py).
+    assert ray.util.get_node_ip_address() in ray_node_addresses()
 
 
 def test_maxconn_is_capped_by_the_open_files_limit():

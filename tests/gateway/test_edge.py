@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import pytest
 
 from gateway.edge import client_ip, origin_allowed
+from raychat import ingress
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
 
@@ -109,3 +111,39 @@ def test_behind_the_front_door_trusted_proxies_still_vouch_for_their_clients():
 def test_a_peer_that_is_not_the_front_door_is_read_as_before():
     assert client_ip(scope("203.0.113.7", "1.2.3.4"), (), FRONT) == "203.0.113.7"
     assert client_ip(scope("127.0.0.1"), (), FRONT) == "127.0.0.1"
+
+
+# ---- behind HAProxy on several nodes: another node's HAProxy is a front door too ------------------
+async def test_the_cluster_s_other_nodes_join_the_front_door(monkeypatch):
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    monkeypatch.setattr(ingress, "_cluster_nodes", frozenset())
+    other_node = "10.1.2.3"
+    forwarded = scope(other_node, "203.0.113.7")
+    assert client_ip(forwarded, ()) == other_node          # before the watcher has read the nodes
+
+    reads = iter([frozenset({other_node}), OSError("the GCS is away")])
+
+    def read() -> frozenset[str]:
+        got = next(reads)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    watcher = asyncio.get_running_loop().create_task(ingress.watch_cluster_nodes(read, every_s=0.01))
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if other_node in ingress.front_door_addresses():
+                break
+        assert client_ip(forwarded, ()) == "203.0.113.7"
+        await asyncio.sleep(0.05)                               # a failed read keeps the last list
+        assert other_node in ingress.front_door_addresses() and not watcher.done()
+    finally:
+        watcher.cancel()
+
+
+def test_behind_serve_s_proxy_no_node_is_a_front_door(monkeypatch):
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    monkeypatch.setattr(ingress, "_cluster_nodes", frozenset({"10.1.2.3"}))
+    assert ingress.front_door_addresses() == frozenset()
+    assert client_ip(scope("10.1.2.3", "203.0.113.7"), ()) == "10.1.2.3"
