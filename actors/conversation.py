@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Iterable
 from push.jobs import message_job
 from raychat.errors import ChatError, Conflict, Forbidden, Invalid, NotFound, Unavailable
 from raychat.terms import terms as message_terms
-from storage.errors import DuplicateEvent, StoreError
+from storage.errors import DuplicateEvent, EventRefused, StoreError
 
 from .conversation_state import ConversationState, SendCommand, event_digest, message_draft, number
 from . import metrics
@@ -250,6 +250,17 @@ class ConversationActor:
                                     self.cid, events[dup.index]["seq"])
                         raise Unavailable("conversation moved, retry")
                     continue
+                except EventRefused as refused:
+                    # That one draft cannot be stored (the gateway lets no such text through;
+                    # this is the last line): it alone is refused, and the drafts after it, of
+                    # other senders too, take its seq and the ones after.
+                    self._commit(events[:refused.index], pending[:refused.index], out, stored)
+                    bad = pending[refused.index]
+                    log.warning("conversation %s: event refused by the store: %s", self.cid, refused)
+                    out[bad] = Invalid("the message cannot be stored (is its text valid Unicode?)",
+                                       ref=drafts[bad].get("client_msg_id"))
+                    pending = pending[refused.index + 1:]
+                    continue
                 self._commit(events, pending, out, stored)
                 pending = []
         except (StoreError, Unavailable):
@@ -372,11 +383,13 @@ class ConversationActor:
         if not self.state.is_member(user):
             raise Forbidden("not a member of this conversation")
 
-    async def _edit(self, a: dict) -> dict:
+    async def _edit(self, a: dict) -> dict | None:
         self._member(a["user"])
         target = await self._target(a["target_seq"])
         if target["sender_id"] != a["user"]:
             raise Forbidden("only the sender edits a message")
+        if target.get("body") == a["body"]:
+            return None      # the text it has already (edits are applied to it): no event
         draft = {"kind": "edit", "sender_id": a["user"], "client_msg_id": None, "target_seq": a["target_seq"],
                  "body": a["body"]}
         return await self._commit_one_change([draft], self.state.members)

@@ -139,7 +139,12 @@ class ChatService:
         """Size limits hold for every body. An ``opaque`` one (ciphertext of an e2ee conversation)
         is otherwise only required to be non-empty: the server never looks inside it. A message
         with attachments ``may_be_empty``: a photo needs no caption."""
-        if len(body.encode("utf-8", "surrogatepass")) > self.settings.max_body_bytes:
+        try:
+            size = len(body.encode("utf-8"))
+        except UnicodeEncodeError:
+            # JSON can carry a lone surrogate ("\ud800"); UTF-8, and so the store, cannot.
+            raise Invalid("body: must be valid Unicode (it holds a lone surrogate)") from None
+        if size > self.settings.max_body_bytes:
             raise TooLarge(f"body: over {self.settings.max_body_bytes} bytes")
         if not may_be_empty and not (body if opaque else body.strip()):
             raise Invalid("body: must not be empty")
@@ -252,7 +257,7 @@ class ChatService:
     async def _change(self, cid: str, method: str, arg: dict[str, Any]) -> Any:
         return await self.router.call("conv", cid, method, arg)
 
-    async def edit(self, user_id: str, cid: str, seq: int, body: str) -> dict[str, Any]:
+    async def edit(self, user_id: str, cid: str, seq: int, body: str) -> dict[str, Any] | None:
         self.check_body(body, opaque=(await self.fixed_facts(cid)).e2ee)
         return await self._change(cid, "edit", {"user": user_id, "target_seq": seq, "body": body})
 

@@ -27,7 +27,10 @@ def body_optional_with_attachments(data):
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Strict, as the HTTP bodies' integers are (docs/protocol.md, "Integers in JSON bodies are
+    # integers"): a frame's "1", 1.0 or true is refused where a number or a boolean belongs,
+    # never turned into one. A client's wrong type is a bug to report, not to store as a guess.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 class Hello(_Frame):
@@ -53,7 +56,7 @@ class Send(_Frame):
 class Sync(_Frame):
     type: Literal["sync"]
     conversation_id: Id
-    after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = 0
+    after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
 
 
 class Ping(_Frame):
@@ -114,20 +117,21 @@ KNOWN_TYPES = ("hello", "send", "sync", "ping", "edit", "delete", "react", "read
 
 
 class NotJson(Exception):
-    """The frame is not a JSON object: the socket is closed with 1007."""
+    """The frame is not JSON: the socket is closed with 1007."""
 
 
-def load(text: str) -> dict:
+def load(text: str):
+    """The frame's JSON value: an object, if the client follows the protocol (``parse_frame``
+    says ``invalid`` to anything else, as to any other frame it cannot take)."""
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
         raise NotJson(str(exc)) from None
+
+
+def parse_frame(obj):
     if not isinstance(obj, dict):
-        raise NotJson("a frame must be a JSON object")
-    return obj
-
-
-def parse_frame(obj: dict):
+        raise Invalid("frame: must be a JSON object")
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise Invalid("type: missing or not a string")

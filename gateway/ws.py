@@ -57,6 +57,18 @@ def error_frame(exc: ChatError, ref: str | None = None) -> str:
     return dumps({"type": "error", **body})
 
 
+def _echoable(ref) -> str | None:
+    """A refused frame's ``client_msg_id``, if it can go back in the error's ``ref``: a string of
+    at most 128 characters that UTF-8 can carry (a lone surrogate cannot be sent: close 1011)."""
+    if not isinstance(ref, str) or len(ref) > 128:
+        return None
+    try:
+        ref.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return ref
+
+
 def frame_writer(ws: WebSocket):
     """What writes a text frame to this socket: the ASGI send outside our middleware when the
     request context left it in the scope, else Starlette's ``send_text``. Each layer skipped is
@@ -166,10 +178,20 @@ class Session:
             text = await asyncio.wait_for(self._receive_text(), self.settings.hello_timeout_s)
         except asyncio.TimeoutError:
             raise Close(1008, "no hello in time") from None
-        frame = self._parse(text)
-        if frame is None or not isinstance(frame, Hello):
+        try:
+            obj = load(text)
+        except NotJson:
+            raise Close(1007, "frames must be JSON") from None
+        if not isinstance(obj, dict) or obj.get("type") != "hello":
             await self._send_now(error_frame(Unauthorized("the first frame must be hello")))
             raise Close(1008, "the first frame must be hello")
+        try:
+            frame = parse_frame(obj)
+        except ChatError as exc:
+            # A hello with a bad field (since: {cid: -1}, say) is invalid, naming the field, as
+            # any frame would be; without a hello the socket cannot go on.
+            await self._send_now(error_frame(exc))
+            raise Close(1008, f"invalid hello: {exc.message}"[:120]) from None
         return self._verify(frame.token), frame
 
     def _verify(self, token: str) -> Access:
@@ -261,13 +283,12 @@ class Session:
         try:
             obj = load(text)
         except NotJson:
-            raise Close(1007, "frames must be JSON objects") from None
+            raise Close(1007, "frames must be JSON") from None
         try:
             return parse_frame(obj)
         except ChatError as exc:
             self._spend_invalid()
-            ref = obj.get("client_msg_id") if isinstance(obj.get("client_msg_id"), str) else None
-            msg = error_frame(exc, ref=ref)
+            msg = error_frame(exc, ref=_echoable(obj.get("client_msg_id")) if isinstance(obj, dict) else None)
             if self.conn is not None:
                 self.conn.send(msg)
             else:

@@ -6,6 +6,7 @@
     ├── DuplicateKey          a unique index refused a write
     │   └── DuplicateEvent    EventStore.append: carries which event and which index
     └── StoreRejected         the server refused the request for another reason (a bug or bad data)
+        └── EventRefused      EventStore.append: that event cannot be stored at all; carries which
 
 Adapters translate driver errors into these at their boundary (``raise … from exc``),
 so nothing above storage ever imports pymongo or redis to catch an error.
@@ -50,6 +51,17 @@ class DuplicateEvent(DuplicateKey):
     def __init__(self, key: str = "", index: int = 0):
         super().__init__(key)
         self.args = (key, index)
+        self.index = index
+
+
+class EventRefused(StoreRejected):
+    """``append`` stopped at ``index`` because the store cannot take that event itself (text that
+    is not valid Unicode, a document over the size limit): events before it are stored, it and
+    the rest are not. Not an outage and not the fence: the events after it may be sent again."""
+
+    def __init__(self, message: str = "", index: int = 0):
+        super().__init__(message)
+        self.args = (message, index)
         self.index = index
 
 

@@ -172,6 +172,9 @@ def mongo_errors(indexes: Sequence[Index] = ()) -> Iterator[None]:
         yield
     except (PyMongoError, BSONError) as exc:
         raise translate(exc, indexes) from exc
+    except UnicodeEncodeError as exc:
+        # The driver's encoder meets a lone surrogate (JSON can carry one; UTF-8 cannot).
+        raise counted("mongo", StoreRejected(f"document cannot be stored: {exc}")) from exc
 
 
 def as_stored(doc: Mapping[str, Any], collection: AsyncCollection) -> dict[str, Any]:

@@ -14,12 +14,14 @@ import struct
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
+import bson
 import pymongo
 from bson import ObjectId
+from bson.errors import BSONError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from storage.errors import DuplicateEvent, StoreRejected
+from storage.errors import DuplicateEvent, EventRefused, StoreRejected, counted
 from storage.mongo_common import DUPLICATE_KEY, Index, ensure, index_hit, mongo_errors, resendable, resending, translate
 from storage.ports import Event
 
@@ -114,13 +116,22 @@ class MongoEventStore:
         # Copies, with _ids we choose: the caller's dicts stay untouched, and every _id
         # is unique to this call, which is how a re-sent event is recognised below.
         docs = [{**{k: v for k, v in event.items() if k != "_id"}, "_id": ObjectId()} for event in events]
-        start, resent = 0, False
+        start, stop, resent = 0, len(docs), False
+        refused: str | None = None
         # One deadline for the whole call, however many sends it takes.
         with pymongo.timeout(self._timeout_s):
-            while start < len(docs):
+            while start < stop:
                 try:
-                    await self._events.insert_many(docs[start:], ordered=True)
-                    return
+                    await self._events.insert_many(docs[start:stop], ordered=True)
+                    start = stop
+                except (UnicodeEncodeError, BSONError) as exc:
+                    # The driver could not encode one of them (a lone surrogate in a text): the
+                    # events before it go alone, and it is refused, not the whole call.
+                    bad = _first_unencodable(docs[start:stop])
+                    if bad == stop - start:          # each one alone encodes: not an event's fault
+                        raise counted("mongo", StoreRejected(f"events cannot be stored: {exc}"[:300])) from exc
+                    stop = start + bad
+                    refused = f"event {stop} cannot be stored: {exc}"[:300]
                 except PyMongoError as exc:
                     # The client does not retry writes (MongoStores): a send whose outcome was
                     # lost goes once more, and whatever of it had been stored is recognised by
@@ -131,6 +142,8 @@ class MongoEventStore:
                     if not isinstance(exc, BulkWriteError):
                         raise translate(exc, INDEXES) from exc
                     start = await self._resume_point(exc, docs, start)
+        if refused is not None:
+            raise counted("mongo", EventRefused(refused, stop))
 
     async def _resume_point(self, exc: BulkWriteError, docs: list[dict[str, Any]], start: int) -> int:
         """Where to continue after an ordered insert stopped, or raise what it means."""
@@ -140,7 +153,9 @@ class MongoEventStore:
         error = errors[0]                       # ordered: the only one
         position = start + error["index"]
         if error.get("code") != DUPLICATE_KEY:
-            raise StoreRejected(f"event {position} refused: {error.get('errmsg')}") from exc
+            # The store refused that event (too large, say): the ones before it are stored.
+            raise counted("mongo", EventRefused(f"event {position} refused: {error.get('errmsg')}"[:300],
+                                                position)) from exc
         # The event may be our own, stored by an earlier send of this very call whose
         # reply was lost (append re-sends once). So look for our _ids.
         ours = await self._stored_prefix(docs[position:])
@@ -379,3 +394,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, ObjectId]:
     if _encode_cursor(at, ObjectId(oid)) != cursor:          # one spelling per cursor
         raise ValueError("not a search cursor")
     return at, ObjectId(oid)
+
+
+def _first_unencodable(docs: list[dict[str, Any]]) -> int:
+    """The index of the first of ``docs`` BSON cannot encode (len(docs) if none: the failure was
+    not one document's)."""
+    for i, doc in enumerate(docs):
+        try:
+            bson.encode(doc)
+        except (UnicodeEncodeError, BSONError):
+            return i
+    return len(docs)

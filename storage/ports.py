@@ -53,7 +53,8 @@ class EventStore(Protocol):
         ``DuplicateEvent(key, index)``: events before ``index`` are stored, the rest are not.
         ``key`` is "seq" for (conversation_id, seq) and "client_msg_id" for
         (conversation_id, sender_id, client_msg_id). Events whose client_msg_id is None
-        are never deduplicated.
+        are never deduplicated. An event the store cannot take at all (say, text with a lone
+        surrogate) stops it the same way with ``EventRefused(message, index)``.
         """
 
     async def last_seq(self, conversation_id: str, at_least: int = 0) -> int:
@@ -127,7 +128,8 @@ class ConversationStore(Protocol):
                             before_id: str | None = None) -> list[Conversation]:
         """Conversations with ``user_id`` among members, most recently active first (ties: higher
         conversation_id first). With ``before``: those strictly after (before, before_id) in that
-        order — or, without before_id, active strictly before ``before``. One query."""
+        order — or, without before_id, active strictly before ``before``. What a page reads should
+        not grow with the user's whole list (a store may take a few queries to keep it so)."""
 
     async def save_progress(self, conversation_id: str, progress: dict[str, Any],
                             reads: dict[str, tuple[int, int]] | None = None, *, full: bool = True) -> None:
@@ -145,7 +147,8 @@ class ConversationStore(Protocol):
 
     async def ids_for_member(self, user_id: str, limit: int) -> list[str]:
         """The ids of up to ``limit`` conversations with ``user_id`` among members, most recently
-        active first (what search looks through). One query."""
+        active first (what search looks through). What it reads should not grow with the user's
+        whole list beyond ``limit`` (a store may take a few queries to keep it so)."""
 
     async def direct_peers(self, user_id: str, limit: int = 10_000) -> list[str]:
         """The other member of each direct conversation of user_id (presence goes to them). One query."""

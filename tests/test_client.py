@@ -195,7 +195,7 @@ def test_backoff_grows_exponentially_up_to_its_cap_with_bounded_jitter():
     (1008, "too many connections for this user", "rate_limited", "reconnect"),
     (1008, "too many invalid frames", "invalid", "fatal"),
     (1003, "binary frames are not accepted", None, "fatal"),
-    (1007, "frames must be JSON objects", None, "fatal"),
+    (1007, "frames must be JSON", None, "fatal"),
     (1009, "frame over 65536 bytes", None, "fatal"),
 ])
 def test_close_codes_map_to_what_a_client_does(code, reason, last_error, action):

@@ -80,7 +80,7 @@ async def set_role(cid: str, member: str, body: RoleBody, uid: User, svc: Chat):
 
 
 @router.patch("/v1/conversations/{cid}/messages/{seq}", **EVENT,
-              responses=errors(*AUTHED, 403, 404, *WITH_BODY, 429))
+              responses={**CHANGED, **errors(*AUTHED, 403, 404, *WITH_BODY, 429)})
 async def edit(cid: str, seq: Seq, body: EditBody, uid: User, svc: Chat):
     return _answer(await svc.edit(uid, cid, seq, body.body))
 

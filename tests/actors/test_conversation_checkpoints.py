@@ -16,6 +16,7 @@ import pytest
 from actors.conversation import ConversationActor, checkpoint_gap_s, listing_gap_s
 from actors.registry import PassivationReason
 from actors.conversation_state import SendCommand
+from raychat.errors import Invalid
 from bench.actor_mem import build_env
 from raychat.clock import FakeClock
 
@@ -160,3 +161,20 @@ async def test_a_crash_before_the_checkpoint_loses_no_sender_cursor(mongo_stores
     assert got["reads"][users[0]] == {"seq": 3, "count": 3}
     assert got["reads"][users[1]] == {"seq": 2, "count": 2}
     assert users[2] not in got["reads"]
+
+
+async def test_a_draft_the_store_refuses_fails_alone_and_the_batch_stays_gap_free(mongo_stores, presence):
+    """One sender's text the store cannot take (a lone surrogate) is refused; the other senders'
+    messages in the same batch are stored and acknowledged, with consecutive seqs."""
+    actor, _, users = await make_actor(mongo_stores, presence, 3)
+    out = await actor.handle_batch("send", [
+        SendCommand(sender_id=users[1], client_msg_id="ok1", body="hi"),
+        SendCommand(sender_id=users[0], client_msg_id="bad", body="a\ud800b"),
+        SendCommand(sender_id=users[2], client_msg_id="ok2", body="hello"),
+    ])
+    assert [ev["seq"] for ev in (out[0], out[2])] == [1, 2]
+    assert isinstance(out[1], Invalid) and out[1].ref == "bad"
+    stored = await mongo_stores.events.read_after("c1", 0, 10)
+    assert [(ev["seq"], ev["client_msg_id"]) for ev in stored] == [(1, "ok1"), (2, "ok2")]
+    again = await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id="bad", body="ab")])
+    assert again[0]["seq"] == 3                        # the refused id is free, the seq next in line

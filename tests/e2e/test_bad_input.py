@@ -132,6 +132,16 @@ async def test_unknown_frame_type_is_invalid_and_the_socket_stays(live):
     ({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": 5}, "body"),
     ({"type": "sync", "conversation_id": "c", "after_seq": -1}, "after_seq"),
     ({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": "x", "reply_to": "z"}, "reply_to"),
+    # The same types as the HTTP bodies: a string, float or boolean is no integer, a 1 no boolean.
+    ({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": "x", "reply_to": True}, "reply_to"),
+    ({"type": "send", "conversation_id": "c", "client_msg_id": "k", "body": "x", "reply_to": 1.0}, "reply_to"),
+    ({"type": "edit", "conversation_id": "c", "seq": "22", "body": "x"}, "seq"),
+    ({"type": "sync", "conversation_id": "c", "after_seq": "0"}, "after_seq"),
+    ({"type": "sync", "conversation_id": "c", "after_seq": False}, "after_seq"),
+    ({"type": "sync", "conversation_id": "c"}, "after_seq"),
+    ({"type": "react", "conversation_id": "c", "seq": 1, "emoji": "x", "on": "no"}, "on"),
+    ({"type": "typing", "conversation_id": "c", "on": 1}, "on"),
+    ({"type": "read", "conversation_id": "c", "seq": True}, "seq"),
 ])
 async def test_missing_or_wrong_fields_are_invalid_naming_the_field(live, frame, field):
     *_, ws = live
@@ -259,3 +269,84 @@ async def test_direct_conversation_with_unknown_user_or_self_is_rejected(http):
     assert r.status_code == 404
     r = await http.post("/v1/conversations", headers=a.auth, json={"kind": "direct", "members": [a.user_id]})
     assert r.status_code == 422 and r.json()["code"] == "invalid"
+
+
+# ---- found by a client written from the contract alone ---------------------------------------
+async def test_a_lone_surrogate_in_a_body_is_invalid_over_http_and_the_socket(http, live):
+    a, _, cid, ws = live
+    raw = b'{"client_msg_id": "k1", "body": "a\\ud800b"}'
+    r = await http.post(f"/v1/conversations/{cid}/messages", headers={**a.auth, "content-type": "application/json"},
+                        content=raw)
+    assert r.status_code == 422 and r.json()["code"] == "invalid" and "Unicode" in r.json()["message"], r.text
+    ok = await http.post(f"/v1/conversations/{cid}/messages", headers=a.auth, json={"client_msg_id": "k2", "body": "hi"})
+    assert ok.status_code == 201 and ok.json()["seq"] == 1          # no seq was spent on the bad one
+    r = await http.patch(f"/v1/conversations/{cid}/messages/1", headers={**a.auth, "content-type": "application/json"},
+                         content=b'{"body": "x\\udc00"}')
+    assert r.status_code == 422 and "Unicode" in r.json()["message"], r.text
+    await ws.send('{"type":"send","conversation_id":"%s","client_msg_id":"k3","body":"\\ud800"}' % cid)
+    err = await _next_of(ws, "error")
+    assert (err["code"], err["ref"]) == ("invalid", "k3") and "Unicode" in err["message"], err
+
+
+async def test_a_lone_surrogate_in_a_client_msg_id_is_invalid_without_an_echo(live):
+    *_, cid, ws = live
+    await ws.send('{"type":"send","conversation_id":"%s","client_msg_id":"a\\udfff","body":"x"}' % cid)
+    err = await _next_of(ws, "error")
+    assert err["code"] == "invalid" and "ref" not in err and err["message"].startswith("client_msg_id"), err
+    await ws.send('{"type":"ping"}')
+    await _next_of(ws, "pong")                                       # the socket stays
+
+
+async def test_other_senders_are_untouched_by_a_bad_body_sent_among_theirs(http, raychat):
+    a, b, c = await register(http), await register(http), await register(http)
+    cid = await create_group(http, a, [b, c])
+    bad = b'{"client_msg_id": "bad", "body": "\\ud800"}'
+
+    async def send(user, n):
+        return await http.post(f"/v1/conversations/{cid}/messages", headers=user.auth,
+                               json={"client_msg_id": f"{user.user_id}-{n}", "body": "hi"})
+
+    for _ in range(3):
+        answers = await asyncio.gather(
+            http.post(f"/v1/conversations/{cid}/messages", headers={**a.auth, "content-type": "application/json"},
+                      content=bad),
+            *(send(u, n) for n in range(5) for u in (b, c)))
+        assert answers[0].status_code == 422
+        assert all(r.status_code in (200, 201) for r in answers[1:]), [r.text for r in answers[1:]]
+    events = (await http.get(f"/v1/conversations/{cid}/events", headers=a.auth, params={"limit": 1000})).json()
+    messages = [e for e in events["events"] if e["kind"] == "message"]
+    assert len(messages) == 10 and {e["sender_id"] for e in messages} == {b.user_id, c.user_id}
+    assert [e["seq"] for e in events["events"]] == list(range(1, events["last_seq"] + 1))
+
+
+async def test_a_frame_that_is_json_but_no_object_is_invalid_and_the_socket_stays(live):
+    *_, ws = live
+    for frame in ("[1, 2]", '"hi"', "5"):
+        await ws.send(frame)
+        err = await _next_of(ws, "error")
+        assert err["code"] == "invalid" and err["message"].startswith("frame"), err
+    await ws.send('{"type":"ping"}')
+    await _next_of(ws, "pong")
+
+
+@pytest.mark.parametrize("since", [{"c": -1}, {"c": 2**63}, {"c": 1.5}, {"c": "5"}, [1, 2]])
+async def test_a_hello_with_a_bad_since_is_invalid_naming_it_then_closes(raychat, http, since):
+    a = await register(http)
+    ws = await _raw(raychat, json.dumps({"type": "hello", "token": a.token, "since": since}))
+    err = await _next_of(ws, "error")
+    assert err["code"] == "invalid" and err["message"].startswith("since"), err
+    assert await _close_code(ws) == 1008
+
+
+async def test_an_edit_to_the_text_a_message_has_changes_nothing(http, live):
+    a, _, cid, ws = live
+    await http.post(f"/v1/conversations/{cid}/messages", headers=a.auth, json={"client_msg_id": "k", "body": "hi"})
+    r = await http.patch(f"/v1/conversations/{cid}/messages/1", headers=a.auth, json={"body": "hi"})
+    assert r.status_code == 204
+    r = await http.patch(f"/v1/conversations/{cid}/messages/1", headers=a.auth, json={"body": "hi there"})
+    assert r.status_code == 200 and r.json()["seq"] == 2
+    await ws.send(json.dumps({"type": "edit", "conversation_id": cid, "seq": 1, "body": "hi there", "ref": "e1"}))
+    ack = await _next_of(ws, "ack")
+    assert ack["ref"] == "e1" and ack["seq"] is None
+    last = (await http.get(f"/v1/conversations/{cid}/events", headers=a.auth)).json()["last_seq"]
+    assert last == 2

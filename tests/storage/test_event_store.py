@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from storage.errors import DuplicateEvent, StoreUnavailable
+from storage.errors import DuplicateEvent, EventRefused, StoreUnavailable
 from storage.mongo import MongoStores
 from storage.ports import EventStore
 
@@ -74,6 +74,22 @@ class EventStoreContract:
             await events.append([event(1), event(2)])
         assert (refused.value.key, refused.value.index) == ("seq", 0)
         assert await events.last_seq("c1") == 1
+
+    async def test_an_event_the_store_cannot_take_stops_the_append_at_it(self, events):
+        """A lone surrogate (JSON carries one; UTF-8 cannot): the events before it are stored,
+        it and the rest are not, and the rest go through when sent again."""
+        with pytest.raises(EventRefused) as refused:
+            await events.append([event(1), event(2), event(3, body="a\ud800b"), event(4)])
+        assert refused.value.index == 2
+        assert seqs(await events.read_after("c1", 0, 10)) == [1, 2]
+        await events.append([event(3), event(4)])
+        assert seqs(await events.read_after("c1", 0, 10)) == [1, 2, 3, 4]
+
+    async def test_an_event_the_store_cannot_take_first_stores_nothing(self, events):
+        with pytest.raises(EventRefused) as refused:
+            await events.append([event(1, client_msg_id="\udfff"), event(2)])
+        assert refused.value.index == 0
+        assert await events.last_seq("c1") == 0
 
     async def test_client_msg_id_collision_names_its_key(self, events):
         await events.append([event(1, client_msg_id="a")])
