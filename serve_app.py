@@ -19,9 +19,9 @@ from typing import Any
 
 from ray import serve
 
+from gateway import replica_server
 from gateway.app import build_context, create_app
 from gateway.context import set_context
-from gateway.ws_compression import set_ws_compression
 from raychat import logs
 from raychat.config import Settings, load_settings
 from raychat.ingress import behind_haproxy, watch_cluster_nodes
@@ -36,7 +36,7 @@ class Gateway:
     def __init__(self, settings: dict):
         s = Settings.from_dict(settings)
         logs.configure(s.log_level, s.log_format)
-        set_ws_compression(s.ws_compression)     # before Serve starts this replica's server
+        replica_server.configure(ws_compression=s.ws_compression)     # before Serve starts it
         self.ctx = build_context(s)
         set_context(self.ctx)
         asyncio.get_event_loop().call_soon(self.ctx.hub.start)

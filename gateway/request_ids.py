@@ -1,4 +1,4 @@
-"""Request ids and the access log (ASGI middleware, outermost of ours).
+"""Request ids and the access log (ASGI middleware: RequestContext is the app's outermost).
 
 Every HTTP request and WebSocket gets a request id: the caller's ``X-Request-ID`` if it is a
 sane one (1-128 characters of ``A-Z a-z 0-9 . _ : -``: it is printed in logs, so nothing that
@@ -6,6 +6,14 @@ could forge a line), else a new one. It opens the log context (raychat/logs.py) 
 the request adds to (user, conversation, socket), comes back in the ``X-Request-ID`` response
 header (on the WebSocket handshake and on a 500 too), and ends with one access line per HTTP
 request: method, path (never the query string: it may carry a token), status and duration.
+
+A server-made id is a random UUID in its 36-character form, the form Serve and HAProxy make
+too, so an id looks the same whichever layer made it.
+
+Under Ray Serve one more layer is outside all of ours: Serve's RequestIdMiddleware appends the
+request's ``x-request-id`` to every response as it arrived, unsafe or not, making one when it is
+missing. ``OneRequestId`` goes outside that (gateway/replica_server.py installs it) so every
+layer sees the same sane id and the answer carries it once.
 """
 
 from __future__ import annotations
@@ -32,7 +40,30 @@ def request_id(scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == HEADER and _SANE.fullmatch(value):
             return value.decode()
-    return uuid.uuid4().hex
+    return str(uuid.uuid4())
+
+
+class OneRequestId:
+    """Outermost: gives the request exactly one sane ``x-request-id`` on the way in (the caller's,
+    else a new one, in place of every other), and its answer exactly that one on the way out
+    (HTTP response or WebSocket handshake), whatever the layers within appended."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        rid = (HEADER, request_id(scope).encode())
+        scope = {**scope, "headers": [*(h for h in scope["headers"] if h[0] != HEADER), rid]}
+
+        async def send_one_id(message):
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                others = (h for h in message.get("headers", ()) if h[0].lower() != HEADER)
+                message = {**message, "headers": [*others, rid]}
+            await send(message)
+
+        await self.app(scope, receive, send_one_id)
 
 
 class RequestContext:

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     max_http_body_bytes: int = Field(256 * 1024, ge=256)
     hello_timeout_s: float = Field(10.0, gt=0)
     socket_queue_max: int = Field(2000, ge=10)          # events buffered for one slow socket before 1013
-    # permessage-deflate on WebSockets: off, as socket.io and Centrifugo; see gateway/ws_compression.py.
+    # permessage-deflate on WebSockets: off, as socket.io and Centrifugo; see gateway/replica_server.py.
     ws_compression: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # JSON lines (raychat/logs.py) for log collectors; text reads better in a terminal.

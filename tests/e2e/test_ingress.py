@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import psutil
 import pytest
@@ -114,15 +115,43 @@ async def test_a_websocket_handshake_declines_permessage_deflate_by_default(rayc
         assert json.loads(await ws.recv())["type"] == "welcome"
 
 
-def test_ws_compression_sets_uvicorns_default_and_an_explicit_choice_wins(monkeypatch):
-    import uvicorn.config
+# Request ids: Serve wraps the replica's app in its own RequestIdMiddleware, which echoes the
+# request's X-Request-ID (as sent) on every response; raychat's own middleware adds its id too.
+# Exactly one must come back, sane. (That it is the id of the request's log lines is checked in
+# tests/gateway/test_request_ids.py: Serve buffers replica log lines, so they reach the files late.)
 
-    from gateway.ws_compression import set_ws_compression
+def request_ids(response) -> list[str]:
+    return response.headers.get_list("x-request-id")
 
-    monkeypatch.setattr(uvicorn.config.Config, "__init__", uvicorn.config.Config.__init__)   # undone after
-    app = lambda scope, receive, send: None  # noqa: E731
-    set_ws_compression(False)
-    assert uvicorn.config.Config(app).ws_per_message_deflate is False
-    assert uvicorn.config.Config(app, ws_per_message_deflate=True).ws_per_message_deflate is True
-    set_ws_compression(True)
-    assert uvicorn.config.Config(app).ws_per_message_deflate is True
+
+async def test_a_response_carries_the_client_s_sane_request_id_once(http):
+    r = await http.get("/healthz", headers={"X-Request-ID": "trace-7f3a:1.b_c"})
+    assert request_ids(r) == ["trace-7f3a:1.b_c"]
+
+
+@pytest.mark.parametrize("sent", [b"a b", b"x" * 129, "\u00e9".encode(), b"bad id; forged"],
+                         ids=["space", "129-chars", "non-ascii", "semicolon"])
+async def test_an_unsafe_request_id_is_replaced_and_never_echoed(http, sent):
+    r = await http.get("/healthz", headers={"X-Request-ID": sent})
+    assert r.status_code == 200
+    [rid] = request_ids(r)
+    assert rid.encode() != sent
+    assert uuid.UUID(rid) and len(rid) == 36
+
+
+async def test_a_missing_request_id_is_made_once(http):
+    r = await http.get("/healthz")
+    [rid] = request_ids(r)
+    assert uuid.UUID(rid) and len(rid) == 36
+
+
+@pytest.mark.parametrize("sent", [None, "trace-ws-1", "a b"], ids=["missing", "sane", "unsafe"])
+async def test_a_websocket_handshake_carries_one_request_id(raychat, sent):
+    headers = {"X-Request-ID": sent} if sent else None
+    async with websockets.connect(raychat.ws_url + "/v1/ws", additional_headers=headers) as ws:
+        ids = ws.response.headers.get_all("X-Request-ID")
+    assert len(ids) == 1
+    if sent == "trace-ws-1":
+        assert ids == [sent]
+    else:
+        assert uuid.UUID(ids[0]) and ids[0] != sent

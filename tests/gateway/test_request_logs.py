@@ -100,7 +100,7 @@ async def test_a_refused_request_is_logged_with_its_generated_id(token_and_clien
                                                                      "X-Request-ID": "bad id; forged"})
     assert r.status_code == 401
     rid = r.headers["x-request-id"]
-    assert len(rid) == 32 and "forged" not in rid        # an id that could forge a line is replaced
+    assert len(rid) == 36 and "forged" not in rid        # an id that could forge a line is replaced: a UUID
     lines = [line for line in json_lines(output) if line["logger"].startswith("gateway.")]   # not httpx's own
     assert [line["logger"] for line in lines] == ["gateway.http_errors", "gateway.access"]
     assert all(line["request_id"] == rid and "user_id" not in line for line in lines)
