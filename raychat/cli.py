@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the environment that puts HAProxy before the gateway, for `ray start`",
         description="Print `export NAME=VALUE` lines selecting Serve's HAProxy front door "
                     "(raychat/ingress.py) for the `ray start` of a cluster node: cluster.yaml runs "
-                    "`eval \"$(raychat ingress-env)\"` first. RAYCHAT_INGRESS=proxy prints nothing "
-                    "(Serve's proxy); variables already set win.")
+                    "`eval \"$(raychat ingress-env)\"` first. RAYCHAT_INGRESS=proxy prints only what "
+                    "Serve's proxy needs (raychat's hook into its server); variables already set win.")
 
     chat = commands.add_parser(
         "chat",
@@ -122,14 +122,22 @@ def _ingress_env() -> int:
     import os
     import shlex
 
+    from pydantic import TypeAdapter, ValidationError
+
     from raychat.ingress import serve_env
 
     ingress = os.environ.get("RAYCHAT_INGRESS", "haproxy")
     if ingress not in ("haproxy", "proxy"):
         print(f"RAYCHAT_INGRESS={ingress!r}: must be haproxy or proxy", file=sys.stderr)
         return 2
+    # Only this one setting: the exports must not fail on a setting that concerns the app alone.
+    try:
+        ws_compression = TypeAdapter(bool).validate_python(os.environ.get("RAYCHAT_WS_COMPRESSION", "false"))
+    except ValidationError:
+        print("RAYCHAT_WS_COMPRESSION: must be true or false", file=sys.stderr)
+        return 2
     # `ray start` sets the node's open-files limit first (cluster.yaml: ulimit -n 65536).
-    _, env = serve_env(ingress, max_conn=25_000)  # type: ignore[arg-type]
+    _, env = serve_env(ingress, max_conn=25_000, ws_compression=ws_compression)  # type: ignore[arg-type]
     for name, value in env.items():
         if name not in os.environ:
             print(f"export {name}={shlex.quote(value)}")

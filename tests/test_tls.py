@@ -82,6 +82,12 @@ def test_up_serves_https_and_wss_with_the_given_certificate(launched, tmp_path):
 
     with httpx.Client(base_url=up.url, verify=trusting, timeout=30) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
+        # Serve's proxy is the front door here: its server answers as a replica's does (one sane
+        # X-Request-ID, never the client's unsafe one).
+        assert client.get("/healthz", headers={"X-Request-ID": "trace-1"}).headers.get_list("x-request-id") == \
+            ["trace-1"]
+        [rid] = client.get("/healthz", headers={"X-Request-ID": "a b"}).headers.get_list("x-request-id")
+        assert rid != "a b" and len(rid) == 36
         creds = {"username": "tls_alice", "password": "correct horse battery"}
         assert client.post("/v1/auth/register", json=creds).status_code == 201
         login = client.post("/v1/auth/login", json=creds)
@@ -90,7 +96,9 @@ def test_up_serves_https_and_wss_with_the_given_certificate(launched, tmp_path):
 
     async def hello() -> dict:
         url = up.url.replace("https://", "wss://") + "/v1/ws"
-        async with websockets.connect(url, ssl=trusting) as ws:
+        async with websockets.connect(url, ssl=trusting, compression="deflate") as ws:
+            # Offered, and declined: ws_compression is off, in the proxy's server too.
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
             await ws.send(json.dumps({"type": "hello", "token": token}))
             return json.loads(await asyncio.wait_for(ws.recv(), 15))
 

@@ -49,8 +49,9 @@ def test_maxconn_is_capped_by_the_open_files_limit():
     assert max_connections(100_000, fd_limit=300) == 256
 
 
-def test_proxy_mode_sets_nothing():
-    assert serve_env("proxy") == ("proxy", {})
+def test_proxy_mode_sets_only_the_proxy_s_hook():
+    ingress, env = serve_env("proxy")
+    assert ingress == "proxy" and not any(name.startswith("RAY_SERVE_ENABLE") for name in env)
 
 
 @pytest.mark.skipif(haproxy_binary() is None, reason="this platform has no HAProxy binary")
@@ -101,7 +102,9 @@ def test_ingress_env_prints_exports_for_ray_start(capsys, monkeypatch):
     assert not any("TUNE_BUFSIZE" in line for line in lines)
     monkeypatch.setenv("RAYCHAT_INGRESS", "proxy")
     assert main(["ingress-env"]) == 0
-    assert capsys.readouterr().out == ""
+    lines = capsys.readouterr().out.splitlines()
+    assert "export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=gateway.replica_server:proxy_middlewares" in lines
+    assert not any("HA_PROXY" in line for line in lines)
 
 
 async def test_a_websocket_handshake_declines_permessage_deflate_by_default(raychat, http):

@@ -7,6 +7,7 @@ import pytest
 import uvicorn.config
 
 from gateway import replica_server
+from raychat.ingress import PROXY_WS_COMPRESSION, serve_env
 from gateway.request_ids import OneRequestId
 
 
@@ -18,6 +19,7 @@ async def app(scope, receive, send):
 def restore_uvicorn(monkeypatch):
     monkeypatch.setattr(uvicorn.config.Config, "__init__", uvicorn.config.Config.__init__)   # undone after
     monkeypatch.setattr(uvicorn.config.Config, "load", uvicorn.config.Config.load)
+    monkeypatch.setattr(replica_server, "_configured", False)
 
 
 def test_ws_compression_sets_uvicorns_default_and_an_explicit_choice_wins():
@@ -43,3 +45,27 @@ def test_configuring_twice_wraps_once():
     config = uvicorn.config.Config(app)
     config.load()
     assert not isinstance(config.loaded_app.app, OneRequestId)
+
+
+@pytest.mark.parametrize("flag,deflate", [("1", True), ("0", False)])
+def test_in_serve_s_proxy_the_callback_configures_its_server_from_the_environment(monkeypatch, flag, deflate):
+    monkeypatch.setenv(PROXY_WS_COMPRESSION, flag)
+    assert replica_server.proxy_middlewares() == []         # no middleware: the patch wraps the app
+    config = uvicorn.config.Config(lambda: app, factory=True)
+    config.load()
+    assert config.ws_per_message_deflate is deflate and isinstance(config.loaded_app, OneRequestId)
+
+
+def test_in_a_replica_the_callback_keeps_what_its_constructor_configured(monkeypatch):
+    replica_server.configure(ws_compression=True)             # the replica's own settings
+    monkeypatch.setenv(PROXY_WS_COMPRESSION, "0")
+    replica_server.proxy_middlewares()
+    assert uvicorn.config.Config(app).ws_per_message_deflate is True
+
+
+def test_serve_s_proxy_as_the_front_door_is_given_the_callback():
+    from ray.serve._private.utils import import_attr
+
+    _, env = serve_env("proxy", ws_compression=True)
+    assert env[PROXY_WS_COMPRESSION] == "1"
+    assert import_attr(env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"]) is replica_server.proxy_middlewares
