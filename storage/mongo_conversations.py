@@ -23,8 +23,9 @@ never both. Reads merge them: the newer checkpoint wins, cursors are the higher 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import Any
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -55,12 +56,33 @@ PROGRESS_INDEXES = (_ID,)
 # What the progress document holds besides ``reads``; ``last_activity_at`` there is the newest
 # activity, for the next full save, never the list position.
 CHECKPOINT = ("state_seq", "last_seq", "message_count", "last_message")
+# A user's list is read as windows of last_activity_at going back from the cursor (the first
+# page: from now), each a range of BY_MEMBER, not as one query: SecantusDB reads a query's whole
+# index range before it sorts and limits (mongod stops at the limit), so one query read every
+# conversation of the user, 1,000-member groups included, for each page of 50 (5,000
+# conversations: 250 ms, the store held meanwhile). The first window spans _FIRST_WINDOW, and is
+# read whole: a user whose thousands of conversations were all active within it gains nothing.
+_FIRST_WINDOW = timedelta(hours=1)
+# Then each window reaches back as far as the conversations found so far say the rest of the page
+# needs (and a quarter more), at least twice as far back as the windows before it and at most
+# _MAX_GROWTH times; that far when the last window found none, so a quiet stretch costs few reads.
+_MAX_GROWTH = 16
+# The stop, since no cheap read tells how far back a user's conversations go (the oldest, asked
+# for with a limit of 1, is read as all of them): a window that would reach back further than
+# _HORIZON reads everything older instead. So a user with less than a page of conversations pays
+# five queries of (almost) nothing (~0.4 ms of store time each) where one read all of them; a page
+# costs all the older conversations only when less than a page of them was active in the year.
+_HORIZON = timedelta(days=365)
 
 
 class MongoConversationStore:
     def __init__(self, collection: AsyncCollection, hot: AsyncCollection | None = None,
-                 timeout_s: float = 3.0, progress: AsyncCollection | None = None):
+                 timeout_s: float = 3.0, progress: AsyncCollection | None = None,
+                 clock: Callable[[], float] = time.time):
         self._conversations = collection
+        # Seconds since the epoch: where the first page's windows start (_FIRST_WINDOW). It moves
+        # only what is read, never what is listed.
+        self._clock = clock
         # Checkpoints and read cursors, the writes every message causes, go through a client
         # without retryable writes (MongoStores says why); each is idempotent and re-sent by
         # ``resending`` instead. ``hot`` is the conversations collection on that client.
@@ -118,24 +140,8 @@ class MongoConversationStore:
                             before_id: str | None = None) -> list[Conversation]:
         if limit <= 0:                       # pymongo reads limit(0) as "no limit"
             return []
-        order = [("last_activity_at", -1), ("_id", -1)]
+        docs = await self._newest(user_id, before, before_id, limit)
         with mongo_errors(INDEXES):
-            if before is not None and before_id is not None:
-                # The sort's own order (time, then id): ties at a page boundary are neither lost nor
-                # repeated. Two stages, not one filter with an $or beside members: SecantusDB scans
-                # the whole collection for that. It serves the first stage from BY_MEMBER (the
-                # member, then a range of times) and filters the rest; mongod merges the stages.
-                docs = await (await self._conversations.aggregate([
-                    {"$match": {"members": user_id, "last_activity_at": {"$lte": before}}},
-                    {"$match": {"$or": [{"last_activity_at": {"$lt": before}}, {"_id": {"$lt": before_id}}]}},
-                    {"$sort": dict(order)},
-                    {"$limit": limit},
-                ])).to_list()
-            else:
-                query: dict[str, Any] = {"members": user_id}
-                if before is not None:
-                    query["last_activity_at"] = {"$lt": before}
-                docs = await self._conversations.find(query).sort(order).limit(limit).to_list()
             progress = {p["_id"]: p for p in await self._progress.find(
                 {"_id": {"$in": [d["_id"] for d in docs]}}).to_list()} if docs else {}
         return [_from_doc(merged(doc, progress.get(doc["_id"]))) for doc in docs]
@@ -143,12 +149,53 @@ class MongoConversationStore:
     async def ids_for_member(self, user_id: str, limit: int) -> list[str]:
         if limit <= 0:                       # pymongo reads limit(0) as "no limit"
             return []
-        with mongo_errors(INDEXES):
-            # BY_MEMBER (members, last_activity_at, _id) serves the filter and the order.
-            cursor = (self._conversations.find({"members": user_id}, {"_id": 1})
-                      .sort([("last_activity_at", -1), ("_id", -1)])
-                      .limit(limit))
-            return [doc["_id"] for doc in await cursor.to_list()]
+        return [doc["_id"] for doc in await self._newest(user_id, None, None, limit, {"_id": 1})]
+
+    async def _newest(self, user_id: str, before: datetime | None, before_id: str | None, limit: int,
+                      projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` conversation documents of ``user_id`` in list order (last_activity_at,
+        then _id, both descending), after the cursor; read as windows (see _FIRST_WINDOW).
+
+        The windows are adjacent ranges of last_activity_at, each "after its low, at or before the
+        last one's low", so a conversation is in exactly one of them, and each is read in list
+        order: their concatenation is that of one query over all of them. After, not "at or after":
+        on BY_MEMBER, SecantusDB drops the entries equal to a $gte bound on last_activity_at (the
+        bound that ends a range of a descending field followed by another one); $gt and $lte it
+        serves exactly, mongod all four."""
+        order = [("last_activity_at", -1), ("_id", -1)]
+        start = before if before is not None else datetime.fromtimestamp(self._clock(), timezone.utc)
+        # How far back a window may reach: _HORIZON, or less from a cursor near datetime.min.
+        horizon = min(_HORIZON, start - datetime.min.replace(tzinfo=start.tzinfo))
+        ties = before is not None and before_id is not None      # the cursor's own time is in the page
+        high = None if before is None else {"$lte" if ties else "$lt": before}
+        reach, out = _FIRST_WINDOW, []
+        while True:
+            last = reach >= horizon
+            times: dict[str, Any] = {**({} if last else {"$gt": start - reach}), **(high or {})}
+            query: dict[str, Any] = {"members": user_id, **({"last_activity_at": times} if times else {})}
+            need = limit - len(out)
+            with mongo_errors(INDEXES):
+                if ties:
+                    # The sort's own order (time, then id): ties at a page boundary are neither lost
+                    # nor repeated. Two stages, not one filter with an $or beside members: SecantusDB
+                    # scans the whole collection for that. It serves the first stage from BY_MEMBER
+                    # (the member, then the window's times) and filters the rest; mongod merges them.
+                    docs = await (await self._conversations.aggregate([
+                        {"$match": query},
+                        {"$match": {"$or": [{"last_activity_at": {"$lt": before}}, {"_id": {"$lt": before_id}}]}},
+                        {"$sort": dict(order)},
+                        {"$limit": need},
+                        *([{"$project": projection}] if projection else []),
+                    ])).to_list()
+                else:
+                    docs = await self._conversations.find(query, projection).sort(order).limit(need).to_list()
+            out += docs
+            if last or len(out) >= limit:
+                return out
+            # The next window ends where this one began: at its low, included there.
+            high, ties = {"$lte": start - reach}, False
+            growth = _MAX_GROWTH if not docs else 1.25 * limit / len(out)
+            reach *= min(_MAX_GROWTH, max(2.0, growth))
 
     async def save_progress(self, conversation_id: str, progress: dict[str, Any],
                             reads: dict[str, tuple[int, int]] | None = None, *, full: bool = True) -> None:

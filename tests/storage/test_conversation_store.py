@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from storage.errors import DuplicateKey, StoreUnavailable
+from storage.mongo import MongoStores
+from storage.mongo_conversations import MongoConversationStore
 from storage.ports import ConversationStore
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)   # ms precision: stores keep ms
@@ -98,6 +100,46 @@ class ConversationStoreContract:
             seen += ids(page)
             before = page[-1]["last_activity_at"]
         assert seen == [f"c{n}" for n in reversed(range(7))]
+
+    async def test_pages_from_any_cursor_are_those_of_the_whole_list(self, conversations):
+        # Sparse times, ties (at whole hours from each other, so on any edge a store may cut its
+        # reads at), one in the future and some decades or centuries old: every page, from any
+        # cursor and of any size, is the next slice of the user's whole list.
+        hours = [0, 0, 0, 1, 1, 2, 15, 16, 16, 17, 31, 32, 48, 255, 256, 256, 257, 4096, 4112,
+                 24 * 365, 24 * 365, 24 * 365 + 1, 24 * 400, 24 * 365 * 3]
+        times = [T0 - timedelta(hours=h) for h in hours] + [
+            T0 + timedelta(days=1), datetime(1970, 1, 1, tzinfo=timezone.utc),
+            datetime(1900, 6, 1, tzinfo=timezone.utc), datetime(1, 1, 1, tzinfo=timezone.utc)]
+        for n, at in enumerate(times):
+            await conversations.create(conversation(f"c{n:02d}", at=at))
+        await conversations.create(conversation("theirs", members=("carol",), at=T0 - timedelta(hours=1)))
+        everything = sorted(((at, f"c{n:02d}") for n, at in enumerate(times)), reverse=True)
+        assert ids(await conversations.list_for_user("alice", None, 100)) == [cid for _, cid in everything]
+        assert await conversations.ids_for_member("alice", 100) == [cid for _, cid in everything]
+        assert await conversations.ids_for_member("alice", 3) == [cid for _, cid in everything[:3]]
+        for at, cid in everything:
+            for limit in (1, 3, 100):
+                after = [c for t, c in everything if (t, c) < (at, cid)][:limit]
+                assert ids(await conversations.list_for_user("alice", at, limit, before_id=cid)) == after, (cid, limit)
+                before = [c for t, c in everything if t < at][:limit]
+                assert ids(await conversations.list_for_user("alice", at, limit)) == before, (cid, limit)
+
+    async def test_paging_through_everything_returns_each_conversation_once_in_order(self, conversations):
+        # As the gateway pages: limit + 1 asked, the cursor is the last one shown.
+        times = [T0 - timedelta(minutes=7 * (n // 3)) for n in range(90)] + \
+                [T0 - timedelta(days=d) for d in (3, 3, 40, 41, 700, 5000)]
+        for n, at in enumerate(times):
+            await conversations.create(conversation(f"c{n:02d}", at=at))
+        everything = [cid for _, cid in sorted(((at, f"c{n:02d}") for n, at in enumerate(times)), reverse=True)]
+        for size in (1, 4, 25):
+            seen, cursor = [], (None, None)
+            while True:
+                page = await conversations.list_for_user("alice", cursor[0], size + 1, before_id=cursor[1])
+                seen += ids(page[:size])
+                if len(page) <= size:
+                    break
+                cursor = (page[size - 1]["last_activity_at"], page[size - 1]["conversation_id"])
+            assert seen == everything, size
 
     async def test_save_progress_sets_the_projection_and_raises_activity(self, conversations):
         await conversations.create(conversation("c1"))
@@ -212,10 +254,51 @@ class ConversationStoreContract:
         assert got["message_count"] == 3
 
 
+def clocked(stores: MongoStores, now: datetime) -> MongoConversationStore:
+    """The stores' conversation store with its clock at ``now`` (where a first page's reads start)."""
+    store = stores.conversations
+    return MongoConversationStore(store._conversations, store._hot, progress=store._progress,
+                                  clock=lambda: now.timestamp())
+
+
 class TestMongoConversationStore(ConversationStoreContract):
     @pytest.fixture
     def conversations(self, mongo_stores):
-        return mongo_stores.conversations
+        # Now is T0, among the tests' times, whatever today's date.
+        return clocked(mongo_stores, T0)
+
+    async def test_a_page_reads_a_window_of_times_not_all_of_the_users_conversations(self, mongo_stores):
+        # SecantusDB reads the whole index range of a sorted, limited query, so what bounds a page's
+        # cost is the range of times it asks for: a page must not ask for all of a user's
+        # conversations (5,000, 1,000-member groups among them: 250 ms a page).
+        conversations = clocked(mongo_stores, T0)
+        for n in range(300):                                  # one every 10 minutes back from T0
+            await conversations.create(conversation(f"c{n:03d}", at=T0 - timedelta(minutes=10 * n)))
+        db = mongo_stores.conversations._conversations.database
+
+        async def oldest_time_asked(read):
+            await db["system.profile"].drop()
+            await db.command("profile", 2)
+            try:
+                result = await read()
+            finally:
+                await db.command("profile", 0)
+            asked = [e["command"].get("filter") or e["command"]["pipeline"][0]["$match"]
+                     async for e in db["system.profile"].find({"ns": db.name + ".conversations"})]
+            assert asked and all(f["members"] == "alice" for f in asked), asked
+            lows = [f.get("last_activity_at", {}).get("$gt") for f in asked]
+            return result, None if None in lows else min(lows)
+
+        cursor = T0 - timedelta(minutes=1000)                 # c100
+        page, oldest = await oldest_time_asked(lambda: conversations.list_for_user("alice", cursor, 10, "c100"))
+        assert ids(page) == [f"c{n}" for n in range(101, 111)]
+        assert oldest is not None and oldest >= cursor - timedelta(hours=6)    # 36 of 199 older ones at most
+        page, oldest = await oldest_time_asked(lambda: conversations.list_for_user("alice", None, 10))
+        assert ids(page) == [f"c{n:03d}" for n in range(10)]
+        assert oldest is not None and oldest >= T0 - timedelta(hours=6)
+        found, oldest = await oldest_time_asked(lambda: conversations.ids_for_member("alice", 10))
+        assert found == [f"c{n:03d}" for n in range(10)]
+        assert oldest is not None and oldest >= T0 - timedelta(hours=6)
 
     async def test_a_save_not_in_full_does_not_write_the_conversation_document(self, conversations, mongo_stores):
         # The point of the split: the document indexed by member is not rewritten per message.
