@@ -35,6 +35,7 @@ from .typing_state import TypingState
 log = logging.getLogger(__name__)
 
 _REPLAY_PAGE = 500
+UNKNOWN = object()        # ConversationActor._preview before this actor has read or changed it
 # Groups above this size space the writes of their conversation document out by 10 ms per
 # member, at most 10 s. A write of a 1,000-member document costs SecantusDB ~70 ms of pure-Python
 # CPU, and every other request to the store waits for the GIL meanwhile: once a second put a p99
@@ -62,7 +63,7 @@ TYPING_TTL_S = 5.0
 class ConversationActor:
     batchable: ClassVar[frozenset[str]] = frozenset({"send"})
     __slots__ = ("cid", "_env", "state", "_stale", "_cursors", "_reads", "_progress", "_flusher", "_typing",
-                 "_saved_meta", "_listed_at", "_unlisted", "_wake", "_hurry")
+                 "_saved_meta", "_listed_at", "_unlisted", "_wake", "_hurry", "_preview")
 
     def __init__(self, cid: str, env: ActorEnv):
         self.cid = cid
@@ -80,6 +81,9 @@ class ConversationActor:
         self._unlisted: dict | bool | None = None
         self._wake: asyncio.Event | None = None  # set to end the flusher's wait for the listing gap
         self._hurry = False                      # passivating: write the document without waiting
+        # The list's preview of the newest message (_summary), edits applied, or UNKNOWN: then the
+        # store's stands and this actor has not changed it (no memory held while idle).
+        self._preview: dict | None | object = UNKNOWN
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def on_activate(self) -> None:
@@ -117,6 +121,9 @@ class ConversationActor:
                     await self._project_message(ev, state.e2ee)
                     if ev["kind"] == "message":
                         reads[ev["sender_id"]] = (ev["seq"], state.message_count)
+                        self._preview = _summary(ev)
+                    else:
+                        await self._revise_preview(ev)
                 if events:
                     after = events[-1]["seq"]
                 if len(events) < _REPLAY_PAGE:
@@ -211,6 +218,7 @@ class ConversationActor:
             count += 1
             self._note_read(ev["sender_id"], ev["seq"], count)
         self._progress = stored[-1]
+        self._preview = _summary(stored[-1])
         self._schedule_flush()
 
     async def _is_message(self, seq: int) -> bool:
@@ -301,6 +309,7 @@ class ConversationActor:
         try:
             for ev in stored:
                 await self._project_message(ev, self.state.e2ee)
+                await self._revise_preview(ev)
             await self._save_progress(self.state, None)
         except StoreError:
             self._stale = True    # stored but not projected: activation replays it
@@ -329,6 +338,22 @@ class ConversationActor:
         elif kind == "reaction":
             await events.set_reaction(self.cid, ev["target_seq"], ev["sender_id"], ev["emoji"], ev["on"])
 
+    async def _revise_preview(self, ev: dict) -> None:
+        """An edit or delete of the newest message changes the list's preview: the new text, or
+        none (``deleted``). The preview is read from the store the first time this actor needs it."""
+        if ev["kind"] not in ("edit", "delete"):
+            return
+        if self._preview is UNKNOWN:
+            conv = await self._env.conversations.get(self.cid)
+            self._preview = (conv or {}).get("last_message")
+        preview = self._preview
+        if not isinstance(preview, dict) or preview.get("seq") != ev["target_seq"]:
+            return
+        if ev["kind"] == "delete":
+            self._preview = {**preview, "body": None, "deleted": True}
+        elif isinstance(ev.get("body"), str):
+            self._preview = {**preview, "body": ev["body"][:200]}
+
     async def _release_media(self, seq: int) -> None:
         """The media of message ``seq`` that no other message of this conversation attaches
         stop being fetchable through it (and, attached nowhere else, are swept with its upload)."""
@@ -343,9 +368,11 @@ class ConversationActor:
         """Checkpoint into the progress document, and (``full``; by default when the listing gap
         has passed) into the conversation document, which sets the list position."""
         r = state.roster
+        # The preview goes with every checkpoint, edits and deletes applied: reads take the newer
+        # checkpoint of two documents whole, so one that lacked it showed an older preview.
         progress: dict[str, Any] = {
             "state_seq": state.last_seq, "last_seq": state.last_seq, "message_count": state.message_count,
-            "last_message": _summary(last_message) if last_message else None,
+            "last_message": None if self._preview is UNKNOWN else self._preview,
             "last_activity_at": last_message["created_at"] if last_message else None,
         }
         # The roster and title are written only when they changed since this actor's last
@@ -358,8 +385,8 @@ class ConversationActor:
         if full is None:
             full = self._hurry or self._listed_at is None or now - self._listed_at >= listing_gap_s(len(r.members))
         if full and last_message is None and isinstance(self._unlisted, dict):
-            # The trailing write of a burst: the newest message the document lacks.
-            progress.update(last_message=_summary(self._unlisted), last_activity_at=self._unlisted["created_at"])
+            # The trailing write of a burst: the list position of the newest message the document lacks.
+            progress["last_activity_at"] = self._unlisted["created_at"]
         await self._env.conversations.save_progress(self.cid, progress, reads, full=full)
         self._saved_meta = meta
         if full:

@@ -31,12 +31,15 @@ async def create_conversation(body: CreateConversation, uid: User, svc: Chat):
     return JSONResponse(conv, status_code=201 if created else 200)
 
 
-@router.get("/v1/conversations", response_model=ConversationList, responses=errors(*AUTHED, *WITH_INPUT))
+# Unset fields stay out: a last_message carries ``deleted`` only when it was deleted.
+@router.get("/v1/conversations", response_model=ConversationList, response_model_exclude_unset=True,
+            responses=errors(*AUTHED, *WITH_INPUT))
 async def list_conversations(uid: User, svc: Chat, cursor: str | None = Query(None, max_length=200),
                              limit: int = Query(50, ge=1, le=200)):
     return await svc.list_conversations(uid, cursor, limit)
 
 
-@router.get("/v1/conversations/{cid}", response_model=Conversation, responses=errors(*AUTHED, 404, *WITH_INPUT))
+@router.get("/v1/conversations/{cid}", response_model=Conversation, response_model_exclude_unset=True,
+            responses=errors(*AUTHED, 404, *WITH_INPUT))
 async def get_conversation(cid: str, uid: User, svc: Chat):
     return svc.conversation_wire(await svc.member_conversation(uid, cid), uid)

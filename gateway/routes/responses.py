@@ -115,12 +115,14 @@ EventKind = Literal["message", "edit", "delete", "reaction", "member_added", "me
 
 
 class LastMessage(Wire):
-    """The newest event that a conversation list shows, its body cut to 200 characters."""
+    """The newest message that a conversation list shows, edits applied, its body cut to 200
+    characters; a deleted one has no body and ``deleted: true``."""
     seq: int = Field(ge=1)
     sender_id: str
     kind: EventKind
     body: str | None
     created_at: Timestamp
+    deleted: Literal[True] | SkipJsonSchema[None] = None
 
 
 class Conversation(Wire):

@@ -178,3 +178,19 @@ async def test_a_draft_the_store_refuses_fails_alone_and_the_batch_stays_gap_fre
     assert [(ev["seq"], ev["client_msg_id"]) for ev in stored] == [(1, "ok1"), (2, "ok2")]
     again = await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id="bad", body="ab")])
     assert again[0]["seq"] == 3                        # the refused id is free, the seq next in line
+
+
+async def test_an_actor_that_did_not_write_the_preview_still_revises_it(mongo_stores, presence):
+    """After a passivation the actor has not seen the newest message: its first edit or delete
+    of it reads the preview from the store, and the checkpoint carries the revised one."""
+    actor, _, users = await make_actor(mongo_stores, presence, 2)
+    for n in range(2):
+        await actor.handle_batch("send", [SendCommand(sender_id=users[0], client_msg_id=f"m{n}", body=f"text {n}")])
+    await settle(actor)
+    again = ConversationActor("c1", actor._env)
+    await again.on_activate()
+    await again.handle("edit", {"user": users[0], "target_seq": 2, "body": "text 1, edited"})
+    assert (await mongo_stores.conversations.get("c1"))["last_message"]["body"] == "text 1, edited"
+    await again.handle("delete", {"user": users[0], "target_seq": 2})
+    last = (await mongo_stores.conversations.get("c1"))["last_message"]
+    assert (last["seq"], last["body"], last["deleted"]) == (2, None, True)

@@ -237,6 +237,40 @@ async def test_unread_count_survives_passivation(raychat, http):
     assert (await _conv(http, a, cid))["unread_count"] == 0
 
 
+async def test_the_list_preview_follows_edits_and_deletes_of_the_newest_message(http):
+    """Found by a client written from the contract: the list kept showing a deleted message's
+    text (and after an edit, the text edited away) to every member."""
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    await _post(http, a, cid, "first")
+    await _post(http, a, cid, "second secret")
+
+    async def preview() -> dict:
+        listed = (await _conv(http, b, cid))["last_message"]
+        one = (await http.get(f"/v1/conversations/{cid}", headers=b.auth)).json()["last_message"]
+        assert listed == one
+        return listed
+
+    r = await http.patch(f"/v1/conversations/{cid}/messages/2", headers=a.auth, json={"body": "second edited"})
+    assert r.status_code == 200
+    got = await preview()
+    assert (got["seq"], got["body"]) == (2, "second edited") and "deleted" not in got
+    assert (await http.delete(f"/v1/conversations/{cid}/messages/2", headers=a.auth)).status_code == 200
+    got = await preview()
+    assert (got["seq"], got["body"], got["deleted"]) == (2, None, True)
+    # Changes to an older message leave the preview alone.
+    await http.post(f"/v1/conversations/{cid}/messages/1/reactions", headers=b.auth, json={"emoji": "+1"})
+    await http.patch(f"/v1/conversations/{cid}/messages/1", headers=a.auth, json={"body": "first edited"})
+    assert await preview() == got
+    third = await _post(http, a, cid, "third")
+    for _ in range(40):
+        got = await preview()
+        if got["seq"] == third["seq"]:
+            break
+        await asyncio.sleep(0.05)
+    assert (got["seq"], got["body"]) == (third["seq"], "third") and "deleted" not in got
+
+
 async def test_typing_reaches_others_only_and_expires(raychat, http):
     a, b = await register(http), await register(http)
     cid = await create_group(http, a, [b])

@@ -223,6 +223,7 @@ class EventStoreContract:
                              {**event(3), "kind": "member_removed", "user_ids": ["u9"]}, event(4)])
         assert (await events.last_membership_change("c1", "u9", 4))["seq"] == 3
         assert (await events.last_membership_change("c1", "u9", 2))["seq"] == 1
+        assert (await events.last_membership_change("c1", "u9", 3))["seq"] == 3      # the bound itself
         assert await events.last_membership_change("c1", "u8", 4) is None
 
 

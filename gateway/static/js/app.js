@@ -392,6 +392,12 @@ class App {
       if (ev.sender_id === me) conv.read_seq = ev.seq;       // one's own messages are read
       else conv.unread_count = (conv.unread_count || 0) + 1;
     }
+    // An edit or delete of the newest message changes the preview, as the server's list does.
+    if ((ev.kind === "edit" || ev.kind === "delete") && conv.last_message?.seq === ev.target_seq) {
+      conv.last_message = ev.kind === "delete"
+        ? {...conv.last_message, body: null, deleted: true}
+        : {...conv.last_message, body: (ev.body || "").slice(0, 200)};
+    }
     if (CHANGES.has(ev.kind)) {
       if (ev.kind === "member_removed" && ev.user_ids?.includes(me)) this.forget(conv.conversation_id);
       else this.fetchConversation(conv.conversation_id);

@@ -52,7 +52,8 @@ export class ConversationList {
     let preview = "";
     if (last) {
       const who = last.sender_id === this.me() ? "You: " : "";
-      preview = who + (last.body ? last.body : (last.kind === "message" ? "Image" : ""));
+      preview = last.deleted ? "Message deleted"
+        : who + (last.body ? last.body : (last.kind === "message" ? "Image" : ""));
     }
     // The button's accessible name is its text: name, whether online, preview, time, unread.
     return h("button", {
