@@ -167,7 +167,10 @@ class AccountService:
     async def presence_of(self, user_ids: list[str]) -> dict[str, Any]:
         async with store_errors():
             found = await self.presence.get(user_ids)
-        return {u: {"status": p["status"], "last_seen": iso(p["last_seen"]) if p.get("last_seen") else None}
+        # last_seen is null while online, as in presence frames: the store keeps the last sign-off
+        # through a new session, and a client would show "last seen" beside "online".
+        return {u: {"status": p["status"],
+                    "last_seen": iso(p["last_seen"]) if p.get("last_seen") and p["status"] != "online" else None}
                 for u, p in found.items()}
 
 

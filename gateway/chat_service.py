@@ -99,6 +99,18 @@ class ChatService:
             raise NotFound("no such conversation")
         return conv
 
+    async def resume_point(self, user_id: str, cid: str, since: int) -> int:
+        """Where a socket's resume of ``cid`` starts: ``since``, or the conversation's last seq when
+        ``since`` lies past it (a client cursor ahead of the log: a restored store, a client bug).
+        Taken as is, such a cursor would hold back every live event up to it, silently. NotFound
+        for a non-member."""
+        conv = await self.member_conversation(user_id, cid)
+        stored = conv.get("last_seq") or 0
+        if since <= stored:                 # the checkpoint is stored: no read needed
+            return since
+        async with store_errors():
+            return min(since, await self.stores.events.last_seq(cid, at_least=stored))
+
     async def list_conversations(self, user_id: str, cursor: str | None, limit: int) -> dict[str, Any]:
         before, before_id = None, None
         if cursor:
@@ -291,3 +303,8 @@ class ChatService:
     async def typing(self, user_id: str, cid: str, on: bool) -> None:
         await self._change(cid, "typing", {"user": user_id, "on": on})
 
+
+def ahead_of_the_log(since: int, last: int) -> Invalid:
+    """The answer to a resume from past a conversation's last event (``resume_point``): the
+    socket goes on from that event, and says so."""
+    return Invalid(f"since: {since} is past the conversation's last event ({last}); resuming after {last}")

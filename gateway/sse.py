@@ -18,6 +18,7 @@ from actors.events import MAX_SEQ, dumps
 from raychat import logs
 from raychat.errors import ChatError, Invalid
 
+from .chat_service import ahead_of_the_log
 from .conn import Conn, SlowConsumer
 from .context import Context
 
@@ -66,12 +67,14 @@ async def open_stream(ctx: Context, user_id: str, since: dict[str, int]) -> Asyn
         conn.send(dumps({"type": "welcome", "user_id": user_id, "session_id": conn.socket_id}))
         for cid, seq in since.items():
             try:
-                await ctx.chat.member_conversation(user_id, cid)
+                start = await ctx.chat.resume_point(user_id, cid, seq)
             except ChatError as exc:
                 conn.send(dumps({"type": "error", **exc.to_dict(), "ref": cid}))
                 continue
-            conn.delivered[cid] = max(conn.delivered.get(cid, 0), seq)
-            conn.sync(cid, seq)
+            if start < seq:
+                conn.send(dumps({"type": "error", **ahead_of_the_log(seq, start).to_dict(), "ref": cid}))
+            conn.delivered[cid] = max(conn.delivered.get(cid, 0), start)
+            conn.sync(cid, start)
         await ctx.hub.connect(conn)
         # Only now does anything leave: welcome promises live delivery, and from here on
         # the session knows this connection, so no event can fall between the two.

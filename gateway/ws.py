@@ -29,6 +29,7 @@ from raychat.clock import iso
 from raychat.errors import ChatError, Internal, Invalid, NotFound, RateLimited, Unauthorized
 
 from . import edge
+from .chat_service import ahead_of_the_log
 from .conn import Conn, SlowConsumer
 from .frames import Auth, Delete, Edit, Hello, NotJson, Ping, React, Read, Send, Sync, Typing, load, parse_frame
 from .metrics import ACK_LATENCY
@@ -212,12 +213,14 @@ class Session:
     async def _resume(self, since: dict[str, int]) -> None:
         for cid, seq in since.items():
             try:
-                await self.svc.member_conversation(self.conn.user_id, cid)
+                start = await self.svc.resume_point(self.conn.user_id, cid, seq)
             except NotFound as exc:
                 self.conn.send(error_frame(exc, ref=cid))
                 continue
-            self.conn.delivered[cid] = max(self.conn.delivered.get(cid, 0), seq)
-            self.conn.sync(cid, seq)
+            if start < seq:
+                self.conn.send(error_frame(ahead_of_the_log(seq, start), ref=cid))
+            self.conn.delivered[cid] = max(self.conn.delivered.get(cid, 0), start)
+            self.conn.sync(cid, start)
 
     # ---- LIVE -------------------------------------------------------------------------
     async def _read_loop(self, writer: asyncio.Task) -> None:

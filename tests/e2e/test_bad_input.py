@@ -338,6 +338,19 @@ async def test_a_hello_with_a_bad_since_is_invalid_naming_it_then_closes(raychat
     assert await _close_code(ws) == 1008
 
 
+async def test_a_hello_since_past_the_last_event_is_said_and_mutes_nothing(raychat, http):
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    await http.post(f"/v1/conversations/{cid}/messages", headers=a.auth, json={"client_msg_id": "k0", "body": "x"})
+    ws = await _raw(raychat, json.dumps({"type": "hello", "token": b.token, "since": {cid: 1000}}))
+    err = await _next_of(ws, "error")
+    assert (err["code"], err["ref"]) == ("invalid", cid) and "(1)" in err["message"], err
+    for n in range(1, 4):
+        await http.post(f"/v1/conversations/{cid}/messages", headers=a.auth, json={"client_msg_id": f"k{n}", "body": "x"})
+    assert [(await _next_of(ws, "event"))["seq"] for _ in range(3)] == [2, 3, 4]
+    await ws.close()
+
+
 async def test_an_edit_to_the_text_a_message_has_changes_nothing(http, live):
     a, _, cid, ws = live
     await http.post(f"/v1/conversations/{cid}/messages", headers=a.auth, json={"client_msg_id": "k", "body": "hi"})

@@ -37,7 +37,12 @@ async def test_online_with_any_device_offline_after_the_last_closes(raychat, htt
                                   and f["status"] == "offline" for f in sb.frames), timeout=10)
     p = (await _presence(http, b, a))[a.user_id]
     assert p["status"] == "offline" and p["last_seen"]
-    await sb.close()
+    # Back online: last_seen is null again, as in the presence frame (the store keeps the sign-off).
+    sa = await Socket.open(raychat.ws_url, a)
+    await sb.wait_for(lambda: [f["status"] for f in sb.frames if f["type"] == "presence"
+                               and f["user_id"] == a.user_id][-1:] == ["online"], timeout=10)
+    assert (await _presence(http, b, a))[a.user_id] == {"status": "online", "last_seen": None}
+    await sa.close(), await sb.close()
 
 
 async def test_a_quick_reconnect_is_not_news(raychat, http):

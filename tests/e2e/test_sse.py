@@ -86,6 +86,22 @@ async def test_reconnect_with_last_event_id_resumes_that_conversation(raychat, h
     await s2.close()
 
 
+async def test_a_since_past_the_last_event_is_said_and_mutes_nothing(raychat, http):
+    """Found by a client written from the contract: a cursor ahead of the log (a restored store,
+    a client bug) held back every live event up to it, without a word."""
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    await _send(http, a, cid, 1)
+    s = Stream(raychat, b, params={"since": f"{cid}:3"})
+    await s.wait(lambda: any(m.get("event") == "error" for m in s.messages))
+    error = json.loads(next(m["data"] for m in s.messages if m.get("event") == "error"))
+    assert (error["code"], error["ref"]) == ("invalid", cid) and "past the conversation's last event (1)" in \
+        error["message"], error
+    await _send(http, a, cid, 4, start=1)
+    await s.wait(lambda: s.events(cid) == [2, 3, 4, 5])
+    await s.close()
+
+
 async def test_stream_needs_a_token(raychat, http):
     r = await http.get("/v1/stream")
     assert r.status_code == 401 and r.json()["code"] == "unauthorized"
