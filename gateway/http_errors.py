@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from raychat.errors import ChatError, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable
+from raychat.errors import ChatError, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable, UnsupportedMediaType
 
 from . import edge
 from .context import context
@@ -55,6 +55,19 @@ def describe_validation(exc: RequestValidationError) -> str:
     return f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}"
 
 
+def _not_json(request: Request, exc: RequestValidationError) -> UnsupportedMediaType | None:
+    """A body refused because it was not read as JSON at all: its content type is the problem
+    (415, as the contract says for a content type not allowed), not a field (422). FastAPI reads a
+    body as JSON only under a JSON content type; without one, the model saw bytes, not an object."""
+    err = exc.errors()[0]
+    if tuple(err.get("loc", ())) != ("body",) or err.get("type") not in ("model_attributes_type", "dict_type"):
+        return None
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None                          # JSON, but not an object: the schema's problem
+    return UnsupportedMediaType(f"content-type: must be application/json, not {media or 'missing'}")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChatError)
     async def _chat(request: Request, exc: ChatError):
@@ -63,7 +76,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        err = Invalid(describe_validation(exc))
+        err = _not_json(request, exc) or Invalid(describe_validation(exc))
         log_rejection(request.scope, err)
         return error_response(err)
 

@@ -59,7 +59,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # The failures every route with a given trait can have; routes add their own (404, 409...).
 AUTHED = (401, 503)          # takes a bearer token (verified, then the stores are read)
 WITH_INPUT = (422,)          # takes query or path parameters
-WITH_BODY = (413, 422)       # takes a JSON body
+WITH_BODY = (413, 415, 422)  # takes a JSON body (415: not sent as application/json)
 
 
 # ---- operations -------------------------------------------------------------------------

@@ -49,3 +49,19 @@ def test_a_body_that_is_not_json_gets_the_same_answer(client):
     r = client.post("/things", content=b'{"name": ', headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert r.json() == {"code": "invalid", "message": "body: not valid JSON"}
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_not_sent_as_json_is_an_unsupported_media_type(client, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = client.post("/things", content=b'{"name": "x"}', headers=headers)
+    assert r.status_code == 415
+    assert r.json() == {"code": "unsupported_media_type",
+                        "message": f"content-type: must be application/json, not {content_type or 'missing'}"}
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge-patch+json"])
+def test_json_that_is_not_an_object_is_still_invalid(client, content_type):
+    assert client.post("/things", content=b'{"name": "x"}', headers={"content-type": content_type}).status_code == 200
+    r = client.post("/things", content=b"[1, 2]", headers={"content-type": content_type})
+    assert r.status_code == 422 and r.json()["code"] == "invalid"
