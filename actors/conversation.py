@@ -485,8 +485,10 @@ class ConversationActor:
         count = self.state.message_count if seq == self.state.last_seq else \
             self.state.message_count - await self._env.events.count_messages_after(self.cid, seq)
         if self._note_read(user, seq, count):
+            # To the reader too: their other devices learn what was read here (unread badges
+            # follow across phone and laptop), as the other members learn it.
             frame = dumps({"type": "receipt", "conversation_id": self.cid, "user_id": user, "seq": seq})
-            self._env.fanout(self.state.members - {user}, [(self.cid, 0, frame, None)])
+            self._env.fanout(self.state.members, [(self.cid, 0, frame, None)])
         return seq
 
     def _note_read(self, user: str, seq: int, count: int) -> bool:

@@ -742,8 +742,9 @@ class Connection:
                 await ws.send(json.dumps({"type": "typing", "conversation_id": cid, "on": on}))
 
     async def read(self, cid: str, seq: int) -> None:
-        """Move the read cursor (others get a ``receipt``); waits for a live socket. A refusal
-        comes later as an ``error`` in ``signals()`` with ``ref`` = the conversation."""
+        """Move the read cursor (others, and this user's other sockets, get a ``receipt``); waits for
+        a live socket. A refusal comes later as an ``error`` in ``signals()`` with ``ref`` = the
+        conversation."""
         while True:
             ws = await self._wait_live()
             try:

@@ -218,6 +218,19 @@ async def test_read_receipts_go_to_others_and_unread_counts_ignore_own_messages(
     await sa.close()
 
 
+async def test_a_read_on_one_device_reaches_the_reader_s_other_devices(raychat, http):
+    a, b = await register(http), await register(http)
+    cid = await create_group(http, a, [b])
+    laptop, phone = await Socket.open(raychat.ws_url, b), await Socket.open(raychat.ws_url, b)
+    for i in range(3):
+        await _post(http, a, cid, f"a{i}")
+    await phone.ws.send(json.dumps({"type": "read", "conversation_id": cid, "seq": 3}))
+    for device in (laptop, phone):
+        await device.wait_for(lambda d=device: any(f["type"] == "receipt" and f["user_id"] == b.user_id
+                                                   and f["seq"] == 3 for f in d.frames))
+    await laptop.close(), await phone.close()
+
+
 async def test_unread_count_survives_passivation(raychat, http):
     a, b = await register(http), await register(http)
     cid = await create_group(http, a, [b])

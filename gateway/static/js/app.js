@@ -81,6 +81,7 @@ class App {
     this.socket = new ChatSocket(this.api, WS_URL.href, this.seq);
     this.socket.addEventListener("event", (e) => this.onEvent(e.detail));
     this.socket.addEventListener("typing", (e) => this.onTyping(e.detail));
+    this.socket.addEventListener("receipt", (e) => this.onReceipt(e.detail));
     this.socket.addEventListener("presence", (e) => this.users.setPresence(e.detail.user_id, e.detail));
     this.socket.addEventListener("status", (e) => this.connection(e.detail));
     this.socket.addEventListener("failed", (e) => this.onFailed(e.detail));
@@ -403,6 +404,15 @@ class App {
       else this.fetchConversation(conv.conversation_id);
     }
     if (this.openCid === conv.conversation_id) this.markRead();
+    this.renderList();
+  }
+
+  // This user read on another device (or this one): what was read there is read here too.
+  onReceipt(f) {
+    const conv = f.user_id === this.api.userId && this.convs.get(f.conversation_id);
+    if (!conv || f.seq <= (conv.read_seq || 0)) return;
+    conv.read_seq = f.seq;
+    if (f.seq >= conv.last_seq) conv.unread_count = 0;
     this.renderList();
   }
 
