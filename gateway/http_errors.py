@@ -50,8 +50,18 @@ def log_rejection(scope, exc: ChatError, status: int | None = None) -> None:
 def describe_validation(exc: RequestValidationError) -> str:
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    if err.get("type") == "json_invalid":
+    kind, ctx = err.get("type"), err.get("ctx") or {}
+    if kind == "json_invalid":
         return "body: not valid JSON"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # A body with one shape per value of a field (POST /v1/devices: platform): name that field.
+        field = str(ctx.get("discriminator", "")).strip("'") or "body"
+        if kind == "union_tag_not_found":
+            return f"{field}: Field required"
+        return f"{field}: must be one of {ctx.get('expected_tags', '')}"
+    body = exc.body if isinstance(exc.body, dict) else {}
+    if loc and loc[0] not in body and loc[0] in {v for v in body.values() if isinstance(v, str)}:
+        loc = loc[1:]          # the tag of such a body's shape ("webhook"), not a field of it
     return f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}"
 
 

@@ -8,15 +8,17 @@ server call its own internal addresses (SSRF).
 Webhook policy: with an allowlist (RAYCHAT_PUSH_WEBHOOK_ALLOWED), the URL must fall under one
 of its entries: a URL prefix (same scheme and host, same port if the entry has one, path
 under the entry's path) or a bare host name (https only). Without one, any https URL whose
-host is a name (not ``localhost`` or a ``.local``/``.internal`` one) or a public IP address.
-A name that resolves to a private address is not caught here: deployments that must rule
-that out set an allowlist (or an egress proxy).
+host is a name (not ``localhost`` or a ``.local``/``.internal`` one) or a public IP address,
+in whatever form a resolver reads one (127.1 is 127.0.0.1). A name that resolves to a private
+address is not caught here, where nothing is looked up: the push worker resolves it before
+each call (push/providers/webhook.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from urllib.parse import SplitResult, urlsplit
 
 FCM_TOKEN = re.compile(r"[A-Za-z0-9_:.\-]{16,4096}")      # FCM tokens are ~160 such characters
@@ -81,11 +83,39 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def _public_host(host: str) -> bool:
+    host = host.lower()
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_global
+        return public_address(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
         pass
+    if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+        # No top-level domain is numeric: the resolver and every HTTP client read such a host as an
+        # IPv4 address in inet_aton's forms (127.1, 0177.0.0.1, 0x7f.1, 10.1), which
+        # ipaddress does not parse. Read it the same way, or refuse it.
+        try:
+            return public_address(ipaddress.IPv4Address(socket.inet_aton(host)))
+        except OSError:
+            return False
     return "." in host and host != "localhost" and not host.endswith(_PRIVATE_SUFFIXES)
+
+
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
+# IPv6 prefixes that carry an IPv4 address a packet is translated to: NAT64's well-known and
+# local-use prefixes (RFC 6052, 8215). 64:ff9b::7f00:1 reaches 127.0.0.1 through a translator.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """May a webhook go to ``ip``: a global unicast address, also when IPv6 only carries an IPv4 one."""
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and any(ip in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return public_address(embedded)
+    return True
 
 
 def check_token(platform: str, token: str, webhooks: WebhookPolicy) -> str:

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from gateway import http_errors
+from gateway.routes.devices import DeviceBody
 
 
 class Thing(BaseModel):
@@ -65,3 +66,27 @@ def test_json_that_is_not_an_object_is_still_invalid(client, content_type):
     assert client.post("/things", content=b'{"name": "x"}', headers={"content-type": content_type}).status_code == 200
     r = client.post("/things", content=b"[1, 2]", headers={"content-type": content_type})
     assert r.status_code == 422 and r.json()["code"] == "invalid"
+
+
+@pytest.fixture
+def devices():
+    app = FastAPI()
+    http_errors.install(app)
+
+    @app.post("/devices")
+    async def register(body: DeviceBody):
+        return {}
+
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"platform": "sms", "token": "x" * 20}, "platform: must be one of 'fcm', 'apns', 'webhook'"),
+    ({"token": "x" * 20}, "platform: Field required"),
+    ({"platform": "webhook", "token": "ftp://example.com/hook"}, "token: String should match pattern '^https?://'"),
+    ({"platform": "fcm", "token": "short"}, "token: String should match pattern"),
+])
+def test_a_body_with_one_shape_per_platform_names_the_field_not_the_shape(devices, body, message):
+    r = devices.post("/devices", json=body)
+    assert r.status_code == 422 and r.json()["message"].startswith(message), r.json()

@@ -15,7 +15,7 @@ from push.ports import Notification, Target
 from push.providers import build_providers
 from push.providers.apns import ApnsProvider
 from push.providers.fcm import FcmProvider
-from push.providers.webhook import WebhookProvider
+from push.providers.webhook import WebhookProvider, addresses_of
 from push.targets import WebhookPolicy
 from raychat.clock import SystemClock
 from raychat.config import ConfigError, Settings
@@ -228,6 +228,29 @@ async def test_a_webhook_outside_the_policy_is_never_called(providers_server):
         assert providers_server.sends("/hooks/") == []
     finally:
         await p.close()
+
+
+@pytest.mark.parametrize("answers", [["10.0.0.5"], ["93.184.216.34", "127.0.0.1"], ["fd00::1"]])
+async def test_a_webhook_host_that_resolves_inside_is_never_called(providers_server, answers):
+    """Without an allowlist a host's name is resolved first: one that leads to an internal
+    address is refused, not called (the URL check alone cannot see where a name leads)."""
+    looked_up = []
+
+    async def resolve(host, port):
+        looked_up.append((host, port))
+        return answers
+
+    p = WebhookProvider(WEBHOOK_SECRET, WebhookPolicy(None), SystemClock(), TIMEOUT_S, resolve=resolve)
+    try:
+        outcome = await p.send(Target("d1", "u1", "webhook", "https://hooks.example.com:8443/x"), NOTE)
+        assert outcome.kind == "rejected" and "not a public address" in outcome.detail, outcome
+        assert looked_up == [("hooks.example.com", 8443)]
+    finally:
+        await p.close()
+
+
+async def test_the_default_lookup_resolves_as_the_client_does():
+    assert "127.0.0.1" in await addresses_of("localhost", 443)
 
 
 def test_webhook_breakers_are_per_receiving_host(webhook):

@@ -9,7 +9,8 @@ from push.targets import WebhookPolicy, check_token, mask
 OPEN = WebhookPolicy(None)
 
 
-@pytest.mark.parametrize("url", ["https://hooks.example.com/raychat", "https://8.8.8.8/x", "https://a.b.co:8443/"])
+@pytest.mark.parametrize("url", ["https://hooks.example.com/raychat", "https://8.8.8.8/x", "https://a.b.co:8443/",
+                                 "https://[2606:4700::1111]/x", "https://[64:ff9b::808:808]/x"])
 def test_without_an_allowlist_any_https_url_to_a_public_host_is_fine(url):
     assert OPEN.check(url) == url
 
@@ -29,6 +30,21 @@ def test_without_an_allowlist_any_https_url_to_a_public_host_is_fine(url):
     ("https://hooks.example.com/a b", "spaces"),
     ("https://hooks.example.com:99999/x", "valid URL"),
     ("https://hooks.example.com/" + "a" * 2100, "at most"),
+    # Found by a black-box client: forms of internal IPv4 addresses that ipaddress does not parse,
+    # but resolvers and HTTP clients read (inet_aton), and IPv6 addresses that carry one.
+    ("https://127.1/x", "public host"),
+    ("https://0177.0.0.1/x", "public host"),
+    ("https://0x7f.0.0.1/x", "public host"),
+    ("https://127.000.000.001/x", "public host"),
+    ("https://0x7f000001/x", "public host"),
+    ("https://2130706433/x", "public host"),
+    ("https://10.1/x", "public host"),
+    ("https://192.168.1/x", "public host"),
+    ("https://999.1/x", "public host"),
+    ("https://224.0.0.1/x", "public host"),
+    ("https://[64:ff9b::7f00:1]/x", "public host"),
+    ("https://[::ffff:10.0.0.1]/x", "public host"),
+    ("https://[2002:7f00:1::]/x", "public host"),
 ])
 def test_without_an_allowlist_internal_or_odd_urls_are_refused(url, why):
     with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
