@@ -54,7 +54,8 @@ def sse_message(frame_text: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def open_stream(ctx: Context, user_id: str, since: dict[str, int]) -> AsyncIterator[str]:
+async def open_stream(ctx: Context, user_id: str, since: dict[str, int],
+                      expires_at: float = float("inf")) -> AsyncIterator[str]:
     """Register a connection and return the SSE body; it cleans up when the client leaves."""
     buffer: asyncio.Queue[str] = asyncio.Queue(_BUFFER)
     read = functools.partial(ctx.chat.read_visible, user_id)
@@ -82,18 +83,30 @@ async def open_stream(ctx: Context, user_id: str, since: dict[str, int]) -> Asyn
     except BaseException:
         await _close(ctx, conn, writer)
         raise
-    return _body(ctx, conn, writer, buffer)
+    return _body(ctx, conn, writer, buffer, expires_at)
 
 
-async def _body(ctx: Context, conn: Conn, writer: asyncio.Task, buffer: asyncio.Queue) -> AsyncIterator[str]:
+async def _body(ctx: Context, conn: Conn, writer: asyncio.Task, buffer: asyncio.Queue,
+                expires_at: float) -> AsyncIterator[str]:
+    clock = ctx.accounts.clock
     try:
         while True:
+            left = expires_at - clock.now()
+            if left <= 0:
+                # As a WebSocket is closed at its token's expiry: a stream must not outlive a
+                # revoked session. The client reconnects with a fresh token and Last-Event-ID.
+                yield sse_message(dumps({"type": "error", "code": "unauthorized",
+                                         "message": "access token expired: reconnect with a new one"}))
+                return
             get = asyncio.ensure_future(buffer.get())
-            done, _ = await asyncio.wait({get, writer}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({get, writer}, timeout=min(KEEPALIVE_S, left),
+                                         return_when=asyncio.FIRST_COMPLETED)
             if get in done:
                 yield sse_message(get.result())
                 continue
             get.cancel()
+            if expires_at - clock.now() <= 0:
+                continue
             if writer in done:
                 exc = writer.exception()
                 if isinstance(exc, SlowConsumer):

@@ -20,6 +20,7 @@ from ..device_service import DeviceService
 from ..key_service import KeyService
 from ..limits import Limits
 from ..search_service import SearchService
+from ..tokens import Access
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -40,18 +41,31 @@ _scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
 
 def bearer(request: Request,
            _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_scheme)]) -> str:
+    user_id = accounts().authenticate(_token(request))
+    logs.bind(user_id=user_id)      # every later log line of this request names its caller
+    return user_id
+
+
+def bearer_access(request: Request,
+                  _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_scheme)]) -> Access:
+    """As ``bearer``, with the token's expiry: for a response that lasts (the event stream)."""
+    access = accounts().access(_token(request))
+    logs.bind(user_id=access.user_id)
+    return access
+
+
+def _token(request: Request) -> str:
     authorization = request.headers.get("authorization")
     if not authorization:
         raise Unauthorized("missing bearer token")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("authorization must be 'Bearer <token>'")
-    user_id = accounts().authenticate(token.strip())
-    logs.bind(user_id=user_id)      # every later log line of this request names its caller
-    return user_id
+    return token.strip()
 
 
 User = Annotated[str, Depends(bearer)]
+BearerAccess = Annotated[Access, Depends(bearer_access)]
 Accounts = Annotated[AccountService, Depends(accounts)]
 Chat = Annotated[ChatService, Depends(chat)]
 

@@ -114,13 +114,17 @@ async def upload_to_disk(request: Request):
             responses={200: {"description": "the file, with the content type it was uploaded with",
                              "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                        **errors(403, 404, 422, 503)})
-async def download_from_disk(request: Request, key: str, expires: str = Query(max_length=20),
-                             filename: str = Query(max_length=1024), signature: str = Query(max_length=128)):
+async def download_from_disk(request: Request, key: str, expires: str = Query("", max_length=20),
+                             filename: str = Query("", max_length=1024), signature: str = Query("", max_length=128)):
     """Disk mode only (404 with S3): a file, while the signed URL from ``GET /v1/media/{id}`` holds."""
     ctx = context()
     disk = ctx.media.disk if ctx.media else None
     if disk is None:
         return _refused(request, NotFound("media are stored in S3 on this server"))
+    if not (expires and signature):
+        # The signature is the credential, so a URL without one is refused as a wrong one is (403),
+        # as S3 and the upload form answer, not as a malformed query (422).
+        return _refused(request, Forbidden("AccessDenied: the URL is not signed (expires, signature)"))
     try:
         found = await disk.verify_download(key, expires, filename, signature)
     except UploadRefused as exc:

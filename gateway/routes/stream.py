@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from ..context import context
 from ..sse import open_stream, parse_since
-from .deps import User
+from .deps import BearerAccess
 from .responses import AUTHED, SSE_MESSAGE, WITH_INPUT, errors
 
 router = APIRouter()
@@ -25,8 +25,8 @@ Since = Annotated[str | None, Query(max_length=20_000, pattern=r"^[!-~]*$",
             responses={200: {"content": {"text/event-stream": {"schema": SSE_MESSAGE}},
                              "description": "server frames as SSE messages, and a comment line every 15 s"},
                        **errors(*AUTHED, *WITH_INPUT)})
-async def stream(uid: User, since: Since = None,
+async def stream(access: BearerAccess, since: Since = None,
                  last_event_id: Annotated[str | None, Header(max_length=200)] = None):
-    body = await open_stream(context(), uid, parse_since(since, last_event_id))
+    body = await open_stream(context(), access.user_id, parse_since(since, last_event_id), access.expires_at)
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

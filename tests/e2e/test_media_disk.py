@@ -83,6 +83,8 @@ async def test_upload_attach_and_fetch_through_the_gateway(raychat_disk, dhttp):
         assert got.headers["content-disposition"].startswith("attachment;")
         forged = location.replace("signature=", "signature=0")
         assert (await plain.get(forged)).status_code == 403
+        unsigned = await plain.get(location.split("?", 1)[0])     # no query at all: not signed, 403 too
+        assert (unsigned.status_code, unsigned.json()["code"]) == (403, "forbidden"), unsigned.text
     assert (await dhttp.get(f"/v1/media/{t['media_id']}", headers=carol.auth)).status_code == 404
 
 

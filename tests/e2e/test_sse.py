@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from gateway.sse import parse_since
+from gateway.tokens import TokenIssuer
+from raychat.clock import SystemClock
 from raychat.errors import Invalid
 from tests.chat_client import create_group, register
 
@@ -100,6 +103,20 @@ async def test_a_since_past_the_last_event_is_said_and_mutes_nothing(raychat, ht
     await _send(http, a, cid, 4, start=1)
     await s.wait(lambda: s.events(cid) == [2, 3, 4, 5])
     await s.close()
+
+
+async def test_a_stream_ends_when_its_token_expires(raychat, http):
+    """As a WebSocket is closed then: a stream must not outlive a revoked session. Found by a
+    client written from the contract (the stream went on past its token)."""
+    a = await register(http)
+    s = raychat.settings
+    short = TokenIssuer(s.jwt_secret, s.jwt_issuer, s.jwt_audience, 3, SystemClock()).issue(a.user_id)[0]
+    stream = Stream(raychat, SimpleNamespace(auth={"Authorization": f"Bearer {short}"}))
+    await stream.wait(lambda: any(m.get("event") == "welcome" for m in stream.messages))
+    await asyncio.wait_for(stream.task, 15)                 # the server ended it
+    error = json.loads(stream.messages[-1]["data"])
+    assert (stream.messages[-1]["event"], error["code"]) == ("error", "unauthorized"), stream.messages
+    await stream.close()
 
 
 async def test_stream_needs_a_token(raychat, http):
