@@ -187,13 +187,7 @@ class ChatService:
             # later. Search indexing (DESIGN.md, "Search": a `terms` array per message) must skip
             # these conversations (Conversation["e2ee"]): words of ciphertext are noise and a leak.
             self.check_body(body, opaque=facts.e2ee, may_be_empty=bool(attachments))
-            if facts.kind == "direct" and user_id in facts.pair:
-                other = facts.pair[1] if facts.pair[0] == user_id else facts.pair[0]
-                # One store query per direct send. The conversation actor could hold its pair's
-                # block state instead (loaded on activation, told by block/unblock) and save it;
-                # reading the store here keeps an unblock effective at once on every replica,
-                # with no invalidation to get right. Non-members skip this: the actor says forbidden.
-                await self.blocks.check_direct(user_id, other)
+            await self._unblocked(user_id, facts)
             if attachments:
                 if self.media is None:
                     raise Invalid("attachments: media uploads are not enabled on this server")
@@ -266,11 +260,24 @@ class ChatService:
         return out, scanned, len(events) == limit
 
     # ---- changes: every one is an event sequenced by the conversation actor ------------------
+    async def _unblocked(self, user_id: str, facts: FixedFacts) -> None:
+        """Forbidden while a block stands between the two of a direct conversation: no message,
+        edit or reaction reaches someone who blocked, or was blocked by, the writer."""
+        if facts.kind == "direct" and user_id in facts.pair:
+            other = facts.pair[1] if facts.pair[0] == user_id else facts.pair[0]
+            # One store query per direct write. The conversation actor could hold its pair's
+            # block state instead (loaded on activation, told by block/unblock) and save it;
+            # reading the store here keeps an unblock effective at once on every replica,
+            # with no invalidation to get right. Non-members skip this: the actor says forbidden.
+            await self.blocks.check_direct(user_id, other)
+
     async def _change(self, cid: str, method: str, arg: dict[str, Any]) -> Any:
         return await self.router.call("conv", cid, method, arg)
 
     async def edit(self, user_id: str, cid: str, seq: int, body: str) -> dict[str, Any] | None:
-        self.check_body(body, opaque=(await self.fixed_facts(cid)).e2ee)
+        facts = await self.fixed_facts(cid)
+        self.check_body(body, opaque=facts.e2ee)
+        await self._unblocked(user_id, facts)
         return await self._change(cid, "edit", {"user": user_id, "target_seq": seq, "body": body})
 
     async def delete(self, user_id: str, cid: str, seq: int) -> dict[str, Any]:
@@ -279,6 +286,7 @@ class ChatService:
     async def react(self, user_id: str, cid: str, seq: int, emoji: str, on: bool) -> dict[str, Any] | None:
         if not emoji.strip() or len(emoji) > 32 or any(c.isspace() for c in emoji):
             raise Invalid("emoji: 1-32 characters, no spaces")
+        await self._unblocked(user_id, await self.fixed_facts(cid))
         return await self._change(cid, "react", {"user": user_id, "target_seq": seq, "emoji": emoji, "on": on})
 
     async def rename(self, user_id: str, cid: str, title: str) -> dict[str, Any] | None:

@@ -139,6 +139,26 @@ async def test_block_stops_sends_in_an_existing_direct_conversation_and_unblock_
     assert [e["seq"] for e in events] == [1, 2]
 
 
+async def test_a_block_also_stops_edits_and_reactions_but_not_deletes(raychat, http):
+    """Found by a client written from the contract: while blocked, a reaction or an edit still
+    reached the other side of the direct conversation."""
+    a, b = await register(http), await register(http)
+    cid = (await open_direct(http, a, b)).json()["conversation_id"]
+    assert (await send(http, a, cid)).status_code == 201          # seq 1, a's
+    assert (await send(http, b, cid)).status_code == 201          # seq 2, b's
+    await block(http, a, b)
+    base = f"/v1/conversations/{cid}/messages"
+    for r in (await http.post(f"{base}/1/reactions", headers=b.auth, json={"emoji": "+1"}),
+              await http.patch(f"{base}/1", headers=a.auth, json={"body": "changed"}),
+              await http.post(f"{base}/2/reactions", headers=a.auth, json={"emoji": "+1"})):
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden"), r.text
+    assert (await http.delete(f"{base}/2", headers=b.auth)).status_code == 200    # taking one's own back
+    await unblock(http, a, b)
+    assert (await http.post(f"{base}/1/reactions", headers=b.auth, json={"emoji": "+1"})).status_code == 200
+    kinds = [e["kind"] for e in (await http.get(f"/v1/conversations/{cid}/events", headers=a.auth)).json()["events"]]
+    assert kinds == ["message", "message", "delete", "reaction"]
+
+
 async def test_block_answers_a_websocket_send_with_forbidden_and_its_ref(raychat, http):
     a, b = await register(http), await register(http)
     cid = (await open_direct(http, a, b)).json()["conversation_id"]
